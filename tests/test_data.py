@@ -1,0 +1,487 @@
+"""lstm_reviews.data on tiny fixtures made here, plus one test on the real archive when present."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import write_tiny_imdb
+from lstm_reviews import data
+from lstm_reviews.config import Config
+
+REAL_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aclImdb_v1.tar.gz"
+_REAL_KERAS_HOME = os.environ.get("KERAS_HOME")
+
+
+@pytest.fixture(autouse=True)
+def isolated_lookup(tmp_path, monkeypatch):
+    """Keras' cache in a tmp dir and no $LSTM_REVIEWS_DATA: tests never see the user's data."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"unexpected download: {args} {kwargs}")
+    monkeypatch.setattr(keras.utils, "get_file", refuse)
+
+
+def _config(root, tmp_path, **overrides) -> Config:
+    values = dict(data=str(root), cache_dir=str(tmp_path / "token_cache"), vocab_size=200,
+                  max_length=40)
+    values.update(overrides)
+    return Config(**values)
+
+
+def _movie_of_text(root: Path, split: str = "train") -> dict:
+    """text -> movie, read straight from the fixture's files, independently of data.py."""
+    movie_of = {}
+    for name in ("pos", "neg"):
+        urls = (root / split / f"urls_{name}.txt").read_text().splitlines()
+        for path in (root / split / name).glob("*.txt"):
+            movie_of[path.read_text()] = urls[int(path.name.split("_")[0])].split("/")[4]
+    return movie_of
+
+
+# --------------------------------------------------------------------------- finding
+
+def test_find_imdb_takes_the_directory_its_parent_or_the_tarball_extracted_once(
+        tiny_imdb, tiny_imdb_tarball, tmp_path, monkeypatch, no_download):
+    assert data.find_imdb(str(tiny_imdb)) == tiny_imdb.resolve()
+    assert data.find_imdb(str(tiny_imdb.parent)) == tiny_imdb.resolve()
+
+    extracted = data.find_imdb(str(tiny_imdb_tarball))
+    assert extracted.parent == tmp_path / "keras_home" / "datasets" / "lstm_reviews"
+    assert sorted(p.name for p in (extracted / "train" / "pos").iterdir()) == \
+        sorted(p.name for p in (tiny_imdb / "train" / "pos").iterdir())
+    # No temporary directory is left behind.
+    assert not [p for p in extracted.parent.iterdir() if p.name.startswith(".")]
+
+    def no_reopen(*args, **kwargs):
+        raise AssertionError("the tarball was extracted again")
+    monkeypatch.setattr(tarfile, "open", no_reopen)
+    assert data.find_imdb(str(tiny_imdb_tarball)) == extracted
+
+
+def test_lookup_order_data_then_env_var_then_keras_cache(tmp_path, monkeypatch, no_download):
+    given = write_tiny_imdb(tmp_path / "given")
+    from_env = write_tiny_imdb(tmp_path / "env")
+    cached = write_tiny_imdb(tmp_path / "keras_home" / "datasets")
+    assert data.find_imdb(None) == cached.resolve()
+    monkeypatch.setenv(data.ENV_VAR, str(from_env))
+    assert data.find_imdb(None) == from_env.resolve()
+    assert data.find_imdb(str(given)) == given.resolve()
+
+
+def test_keras_cache_under_home_and_its_tarball(tmp_path, monkeypatch, no_download):
+    monkeypatch.delenv("KERAS_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    datasets = tmp_path / "home" / ".keras" / "datasets"
+    datasets.mkdir(parents=True)
+    source = write_tiny_imdb(tmp_path / "src")
+    with tarfile.open(datasets / "aclImdb_v1.tar.gz", "w:gz") as tar:
+        tar.add(source, arcname="aclImdb")
+    found = data.find_imdb(None)
+    assert found.parent == datasets / "lstm_reviews" and (found / "test" / "neg").is_dir()
+
+    cached_dir = write_tiny_imdb(datasets)  # an extracted aclImdb/ beats the tarball
+    assert data.find_imdb(None) == cached_dir.resolve()
+
+
+def test_download_is_the_last_resort_and_uses_the_dataset_url(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_get_file(fname, origin, cache_dir, cache_subdir, **kwargs):
+        calls.append(origin)
+        target = Path(cache_dir) / cache_subdir / fname
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(target, "w:gz") as tar:
+            tar.add(write_tiny_imdb(tmp_path / "served"), arcname="aclImdb")
+        return str(target)
+
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    found = data.find_imdb(None)
+    assert calls == [data.IMDB_URL]
+    assert data.IMDB_URL == "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+    assert (found / "train" / "unsup").is_dir()
+    assert data.find_imdb(None) == found and len(calls) == 1  # now found in Keras' cache
+
+
+def test_a_failed_download_is_a_data_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: no network")
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(data.DataError, match="could not download .*aclImdb_v1.tar.gz.*no network"):
+        data.find_imdb(None)
+
+
+# --------------------------------------------------------------------------- bad input
+
+def _empty_pos(tmp_path):
+    root = write_tiny_imdb(tmp_path / "d")
+    for path in (root / "train" / "pos").iterdir():
+        path.unlink()
+    return root, str(root / "train" / "pos"), "holds no reviews; expected <id>_<rating>.txt"
+
+
+def _no_test_dir(tmp_path):
+    root = tmp_path / "not_imdb"
+    (root / "train").mkdir(parents=True)
+    return root, str(root), "has no test/; expected train/ and test/"
+
+
+def _missing(tmp_path):
+    return tmp_path / "nowhere" / "aclImdb", str(tmp_path / "nowhere" / "aclImdb"), \
+        "does not exist; expected an aclImdb directory or aclImdb_v1.tar.gz"
+
+
+def _truncated_tarball(tmp_path):
+    whole = tmp_path / "whole.tar.gz"
+    with tarfile.open(whole, "w:gz") as tar:
+        tar.add(write_tiny_imdb(tmp_path / "src"), arcname="aclImdb")
+    cut = tmp_path / "aclImdb_v1.tar.gz"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    return cut, str(cut), "cannot read the archive"
+
+
+def _corrupt_tarball(tmp_path):
+    bad = tmp_path / "aclImdb_v1.tar.gz"
+    bad.write_bytes(np.random.default_rng(0).bytes(5000))
+    return bad, str(bad), "cannot read the archive"
+
+
+def _tarball_without_imdb(tmp_path):
+    other = tmp_path / "other.tar.gz"
+    (tmp_path / "notes.txt").write_text("not reviews")
+    with tarfile.open(other, "w:gz") as tar:
+        tar.add(tmp_path / "notes.txt", arcname="notes.txt")
+    return other, str(other), "has no aclImdb/train/ and aclImdb/test/"
+
+
+def _short_urls(tmp_path):
+    root = write_tiny_imdb(tmp_path / "d")
+    urls = root / "train" / "urls_neg.txt"
+    urls.write_text("\n".join(urls.read_text().splitlines()[:5]) + "\n")
+    return root, str(urls), "has 5 lines, but review id 39 needs line 40"
+
+
+@pytest.mark.parametrize("make_bad", [_missing, _no_test_dir, _empty_pos, _truncated_tarball,
+                                      _corrupt_tarball, _tarball_without_imdb, _short_urls])
+def test_bad_data_raises_a_data_error_naming_the_path(make_bad, tmp_path, no_download):
+    path, named, expected = make_bad(tmp_path)
+    with pytest.raises(data.DataError) as error:
+        data.load_imdb(_config(path, tmp_path))
+    assert isinstance(error.value, ValueError)
+    assert named in str(error.value) and expected in str(error.value)
+    if path.suffix == ".gz":  # nothing half-extracted is left to be mistaken for data
+        assert not list((tmp_path / "keras_home" / "datasets" / "lstm_reviews").iterdir())
+
+
+def test_env_var_pointing_nowhere_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "missing"))
+    with pytest.raises(data.DataError, match=r"\$LSTM_REVIEWS_DATA .*missing: does not exist"):
+        data.find_imdb(None)
+
+
+def test_invalid_utf8_replaced_and_counted_empty_reviews_dropped_and_counted(tiny_imdb, tmp_path):
+    def review(folder, review_id):  # the fixture's file of that id, whatever its rating
+        return next((tiny_imdb / folder).glob(f"{review_id}_*.txt"))
+    invalid, empty = review("train/pos", 3), review("train/neg", 5)
+    invalid.write_bytes(b"Great \xff\xfe movie, loved it")
+    review("test/neg", 0).write_bytes(b"Awful \xc3( acting")
+    empty.write_text("")
+    review("test/pos", 7).write_text(" <br /><br />\n ")
+    imdb = data.load_imdb(_config(tiny_imdb, tmp_path))
+    report = imdb.report
+    assert report["invalid_utf8_replaced"] == 2
+    assert report["empty_dropped"] == 2
+    assert str(empty) in report["empty_examples"]
+    assert str(invalid) in report["invalid_utf8_examples"]
+    texts = imdb.train.texts + imdb.validation.texts + imdb.test.texts
+    assert "Great \ufffd\ufffd movie, loved it" in texts and "Awful \ufffd( acting" in texts
+    assert len(imdb.train) + len(imdb.validation) == 79 and len(imdb.test) == 39
+    assert report["reviews"] == {"train": len(imdb.train), "validation": len(imdb.validation),
+                                 "test": 39}
+
+
+# --------------------------------------------------------------------------- splits
+
+def _movies_across_classes(tmp_path, per_class=200, reviews_per_movie=4) -> Path:
+    """A fixture whose movies have both positive and negative reviews, as real ones do."""
+    root = write_tiny_imdb(tmp_path / "d", per_class_train=per_class,
+                           reviews_per_movie=reviews_per_movie)
+    pos_urls = (root / "train" / "urls_pos.txt").read_text()
+    (root / "train" / "urls_neg.txt").write_text(pos_urls)
+    return root
+
+
+def test_validation_is_grouped_by_movie_seeded_and_near_the_share(tmp_path):
+    root = _movies_across_classes(tmp_path)
+    movie_of = _movie_of_text(root)
+    config = _config(root, tmp_path, validation_split=0.2, seed=7)
+    imdb = data.load_imdb(config)
+    train_movies = {movie_of[text] for text in imdb.train.texts}
+    validation_movies = {movie_of[text] for text in imdb.validation.texts}
+    assert not train_movies & validation_movies
+    assert len(imdb.train) + len(imdb.validation) == 400
+    assert abs(len(imdb.validation) - 80) <= 4  # movies have 8 reviews: within half a movie
+    assert set(imdb.validation.labels) == {0, 1}  # a movie brings both its classes along
+
+    again = data.load_imdb(config)
+    assert again.validation.texts == imdb.validation.texts
+    other_seed = data.load_imdb(dataclasses.replace(config, seed=8))
+    assert {movie_of[t] for t in other_seed.validation.texts} != validation_movies
+
+
+def test_validation_rows_by_movie_picks_whole_movies_closest_to_the_share():
+    rng = np.random.default_rng(0)
+    movies = [f"tt{m}" for m in rng.integers(0, 300, size=5000)]
+    for share in (0.05, 0.1, 0.3):
+        rows = data.validation_rows_by_movie(movies, share, seed=1)
+        chosen = {movies[i] for i in rows}
+        assert len(rows) == sum(movie in chosen for movie in movies)  # whole movies only
+        assert abs(len(rows) / len(movies) - share) < 0.01
+
+
+def test_test_split_and_unlabeled_reviews_stay_apart(tiny_imdb, tmp_path):
+    config = _config(tiny_imdb, tmp_path)
+    imdb = data.load_imdb(config)
+    unlabeled = data.load_unlabeled(config)
+    assert len(unlabeled) == 10 and len(imdb.test) == 40
+    test_texts = {p.read_text() for p in (tiny_imdb / "test").glob("*/*.txt")}
+    assert set(imdb.test.texts) == test_texts
+    labeled = set(imdb.train.texts) | set(imdb.validation.texts) | set(imdb.test.texts)
+    assert not labeled & set(unlabeled)
+    assert imdb.train.labels.dtype == np.int32 and set(imdb.train.labels) == {0, 1}
+    positives = {p.read_text() for p in (tiny_imdb / "train" / "pos").glob("*.txt")}
+    assert all((label == 1) == (text in positives)
+               for text, label in zip(imdb.train.texts, imdb.train.labels))
+
+
+def test_tfds_source_with_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    config = Config(source="tfds", validation_split=0.25, seed=3, cache_dir=str(tmp_path))
+    with tfds.testing.mock_data(num_examples=40):
+        imdb = data.load_imdb(config)
+        again = data.load_imdb(config)
+        unlabeled = data.load_unlabeled(config)
+    assert (len(imdb.train), len(imdb.validation), len(imdb.test)) == (30, 10, 40)
+    assert imdb.report["validation_grouped_by"].startswith("random")
+    assert again.validation.texts == imdb.validation.texts
+    assert len(unlabeled) == 40 and all(isinstance(text, str) for text in unlabeled)
+
+
+# --------------------------------------------------------------------------- text
+
+def _tokens(text: str) -> list:
+    import tensorflow as tf
+    return data.standardize_review(tf.constant(text)).numpy().decode().split()
+
+
+@pytest.mark.parametrize("text, tokens", [
+    ("A GREAT<br /><br />Movie", ["a", "great", "movie"]),
+    ("I don't like it. It isn't good!", ["i", "don't", "like", "it", "it", "isn't", "good", "!"]),
+    ("Really?! Wow...", ["really", "?", "!", "wow"]),
+    ("'Quoted' words, the actors' lines -- 10/10", ["quoted", "words", "the", "actors", "lines",
+                                                   "10", "10"]),
+    ("It’s <i>naïve</i>: (sigh)", ["it's", "naïve", "sigh"]),
+])
+def test_standardize_review(text, tokens):
+    assert _tokens(text) == tokens
+
+
+def test_vectorizer_adapts_on_the_given_texts_only_and_round_trips_its_vocabulary():
+    train = ["good good film", "bad film !", "good plot"]
+    vectorizer = data.build_vectorizer(train, vocab_size=10)
+    vocabulary = vectorizer.get_vocabulary()
+    assert vocabulary[:3] == ["", "[UNK]", "good"] and "zebra" not in vocabulary
+    ids = vectorizer(["Good zebra FILM!"]).numpy().tolist()
+    assert ids == [[vocabulary.index("good"), 1, vocabulary.index("film"), vocabulary.index("!")]]
+    assert data.build_vectorizer(train * 3 + ["a b c d e f g h i"], 5).vocabulary_size() == 5
+    rebuilt = data.vectorizer_from_vocabulary(vocabulary)
+    assert rebuilt.get_vocabulary() == vocabulary
+    assert rebuilt(["Good zebra FILM!"]).numpy().tolist() == ids
+
+
+def test_a_model_holding_the_vectorizer_saves_and_loads(tmp_path):
+    import tensorflow as tf
+    vectorizer = data.vectorizer_from_vocabulary(["", "[UNK]", "don't", "!", "great", "movie"])
+    texts = keras.Input(shape=(1,), dtype="string")
+    model = keras.Model(texts, vectorizer(texts))
+    model.save(tmp_path / "vectorizer.keras")
+    config = json.loads(zipfile_read(tmp_path / "vectorizer.keras", "config.json"))
+    assert "lstm_reviews>standardize_review" in json.dumps(config)
+    loaded = keras.saving.load_model(tmp_path / "vectorizer.keras")
+    batch = tf.constant([["A great movie, DON'T miss it!<br />"]])
+    assert loaded(batch).to_list() == model(batch).to_list() == [[1, 4, 5, 2, 1, 1, 3]]
+
+
+def zipfile_read(path, member) -> str:
+    import zipfile
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(member).decode()
+
+
+# --------------------------------------------------------------------------- batches
+
+def _token_split(lengths, seed=0) -> data.TokenSplit:
+    rng = np.random.default_rng(seed)
+    ids = [rng.integers(2, 50, size=n).astype(np.int32) for n in lengths]
+    return data.TokenSplit(ids, rng.integers(0, 2, size=len(lengths)).astype(np.int32))
+
+
+def test_keep_last_tokens_keeps_the_end():
+    ids = np.arange(2, 12, dtype=np.int32)
+    assert data.keep_last_tokens(ids, 4).tolist() == [8, 9, 10, 11]
+    assert data.keep_last_tokens(ids, 50).tolist() == ids.tolist()
+    with pytest.raises(ValueError, match="max_length must be positive, got 0"):
+        data.keep_last_tokens(ids, 0)
+
+
+def _batches(split, bucket, make, **kwargs):
+    if make == "tf":
+        return [(x.numpy(), y.numpy()) for x, y in
+                data.make_dataset(split, 8, 30, bucket=bucket, **kwargs)]
+    batches = data.NumpyBatches(split, 8, 30, bucket=bucket, **kwargs)
+    return [batches[i] for i in range(len(batches))]
+
+
+@pytest.mark.parametrize("make", ["tf", "numpy"])
+def test_batches_are_right_padded_truncated_at_the_front_and_bucketing_cuts_padding(make):
+    lengths = np.random.default_rng(1).integers(1, 60, size=200)
+    split = _token_split(lengths)
+    by_content = {tuple(ids[-30:].tolist()): (ids, label)
+                  for ids, label in zip(split.ids, split.labels)}
+    batches = _batches(split, True, make, shuffle=True, seed=4)
+    seen = 0
+    for ids, labels in batches:
+        assert ids.dtype == np.int32 and labels.dtype == np.float32 and ids.shape[1] <= 30
+        for row, label in zip(ids, labels):
+            kept = row[row != 0]
+            assert (row[len(kept):] == 0).all()  # padding only at the right
+            original, original_label = by_content[tuple(kept.tolist())]
+            assert kept.tolist() == original[-30:].tolist() and label == original_label
+            seen += 1
+    assert seen == 200
+    assert data.padding_share(batches) < 0.5 * data.padding_share(_batches(split, False, make))
+
+
+def test_numpy_batches_equal_the_tf_data_batches():
+    split = _token_split(np.random.default_rng(2).integers(0, 45, size=150))
+    for bucket in (True, False):
+        tf_batches = _batches(split, bucket, "tf")
+        np_batches = _batches(split, bucket, "numpy")
+        assert len(tf_batches) == len(np_batches)
+        as_set = lambda batches: sorted((x.tobytes(), x.shape, y.tobytes()) for x, y in batches)
+        assert as_set(tf_batches) == as_set(np_batches)
+
+
+def test_numpy_batches_reshuffle_each_epoch_with_a_fixed_length():
+    batches = data.NumpyBatches(_token_split(np.arange(1, 101)), 8, 64, shuffle=True, seed=0)
+    first = [batches[i][0].tobytes() for i in range(len(batches))]
+    size = len(batches)
+    batches.on_epoch_end()
+    assert len(batches) == size
+    assert [batches[i][0].tobytes() for i in range(size)] != first
+
+
+# --------------------------------------------------------------------------- token cache
+
+def test_prepare_tokens_builds_then_loads_the_cache(tiny_imdb, tmp_path, monkeypatch):
+    config = _config(tiny_imdb, tmp_path)
+    built = data.prepare_tokens(config)
+    path = data.token_cache_path(config)
+    assert path.is_file() and built.report["cache"] == {"path": str(path), "hit": False}
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
+    assert built.vocabulary[:2] == ["", "[UNK]"] and len(built.vocabulary) <= 200
+    assert len(built.train) + len(built.validation) == 80 and len(built.test) == 40
+    assert 0.9 < built.report["test_tokens_in_vocabulary"] <= 1.0
+
+    def no_reading(config):
+        raise AssertionError("the reviews were read again")
+    monkeypatch.setattr(data, "load_imdb", no_reading)
+    loaded = data.prepare_tokens(config)
+    assert loaded.report["cache"]["hit"] is True
+    assert loaded.vocabulary == built.vocabulary
+    for name in ("train", "validation", "test"):
+        assert [x.tolist() for x in getattr(loaded, name).ids] == \
+            [x.tolist() for x in getattr(built, name).ids]
+        assert getattr(loaded, name).labels.tolist() == getattr(built, name).labels.tolist()
+
+
+def test_cache_key_follows_every_setting(tiny_imdb, tmp_path, monkeypatch):
+    config = _config(tiny_imdb, tmp_path)
+    base = data.token_cache_path(config)
+    other_data = write_tiny_imdb(tmp_path / "other")
+    variants = [dataclasses.replace(config, vocab_size=300),
+                dataclasses.replace(config, validation_split=0.2),
+                dataclasses.replace(config, seed=1),
+                dataclasses.replace(config, data=str(other_data))]
+    paths = {data.token_cache_path(variant) for variant in variants}
+    assert base not in paths and len(paths) == len(variants)
+    assert data.token_cache_path(dataclasses.replace(config, max_length=99, units=3)) == base
+    monkeypatch.setattr(data, "STANDARDIZE_VERSION", "next")
+    assert data.token_cache_path(config) != base
+    assert base.name.startswith("tokens-") and len(base.stem) == len("tokens-") + 12
+
+
+def test_a_corrupt_cache_is_a_data_error_and_prepare_tokens_rebuilds_it(tiny_imdb, tmp_path):
+    config = _config(tiny_imdb, tmp_path)
+    path = data.token_cache_path(config)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an npz")
+    with pytest.raises(data.DataError, match=f"{path}: not a readable token cache"):
+        data.load_token_cache(path)
+    assert data.prepare_tokens(config).report["cache"]["hit"] is False
+    assert data.load_token_cache(path).settings == data.token_settings(config)
+
+
+def test_the_cache_loads_and_batches_without_tensorflow(tiny_imdb, tmp_path):
+    config = _config(tiny_imdb, tmp_path)
+    built = data.prepare_tokens(config)
+    script = f"""
+import sys
+sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
+from lstm_reviews import data
+tokens = data.load_token_cache({str(data.token_cache_path(config))!r})
+batches = data.NumpyBatches(tokens.train, 16, 40, shuffle=True, seed=0)
+ids, labels = batches[0]
+print(len(tokens.train), len(tokens.test), len(tokens.vocabulary), ids.dtype, labels.dtype,
+      "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
+"""
+    env = dict(os.environ, KERAS_BACKEND="numpy")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(len(built.train)), "40", str(len(built.vocabulary)),
+                                     "int32", "float32", "False"]
+
+
+# --------------------------------------------------------------------------- the real archive
+
+def test_the_real_archive(monkeypatch):
+    if not REAL_ARCHIVE.is_file():
+        pytest.skip(f"real IMDB archive absent: {REAL_ARCHIVE} "
+                    f"(expected when the project is cloned beside shared/)")
+    # The user's Keras cache, so the one-time extraction (~40 s) is reused across runs.
+    if _REAL_KERAS_HOME is None:
+        monkeypatch.delenv("KERAS_HOME")
+    else:
+        monkeypatch.setenv("KERAS_HOME", _REAL_KERAS_HOME)
+    config = Config(data=str(REAL_ARCHIVE))
+    imdb = data.load_imdb(config)
+    assert len(imdb.train) + len(imdb.validation) == 25_000 and len(imdb.test) == 25_000
+    assert 2_300 <= len(imdb.validation) <= 2_700
+    assert not set(imdb.train.movies) & set(imdb.validation.movies)
+    assert imdb.test.labels.sum() == 12_500
+    assert len(data.load_unlabeled(config)) == 50_000
