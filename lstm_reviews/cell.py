@@ -20,10 +20,14 @@ back work with no conversion:
 
 With `return_gates=True` the step output is not h_t alone but
 concat([h_t, c_t, i_t, f_t, o_t, c̃_t]) <float>[batch, 6 * units], for inspection;
-`split_gates` names the six parts. The recurrent state is the same either way.
+`split_gates` names the six parts. The state is then [that whole output, c_t]
+(h_t is its first `units` columns) rather than [h_t, c_t]: Keras' JAX loop carries a
+masked step's output over from the first state, so the two must have the same shape.
 """
 
 from __future__ import annotations
+
+import numbers
 
 import keras
 from keras import ops
@@ -66,11 +70,15 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         seed=None,
         **kwargs,
     ):
-        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+        # numbers.Integral also admits NumPy integers; bool is an int but never meant.
+        if not isinstance(units, numbers.Integral) or isinstance(units, bool) or units <= 0:
             raise ValueError(f"`units` must be a positive integer, got {units!r}")
+        units = int(units)  # a plain int keeps get_config JSON-serializable
         for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1), got {rate!r}")
+            # Type first: comparing a string such as "0.5" would raise a bare TypeError.
+            is_number = isinstance(rate, numbers.Real) and not isinstance(rate, bool)
+            if not is_number or not 0.0 <= rate < 1.0:
+                raise ValueError(f"`{name}` must be a number in [0, 1), got {rate!r}")
         super().__init__(**kwargs)
         self.units = units
         self.use_bias = use_bias
@@ -83,8 +91,8 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         self.return_gates = return_gates
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed=seed)
-        self.state_size = [units, units]  # [h, c]
         self.output_size = units * len(GATE_NAMES) if return_gates else units
+        self.state_size = [self.output_size, units]  # [h (or the whole output), c]
 
     def build(self, input_shape):
         input_dim = input_shape[-1]
@@ -115,14 +123,19 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         ])
 
     def call(self, inputs, states, training=False):
-        """inputs: <float>[batch, input_dim]; states: [h, c], each <float>[batch, units]."""
-        h_tm1 = states[0]  # previous hidden state
+        """inputs: <float>[batch, input_dim]; states: [h, c], each <float>[batch, units].
+
+        With return_gates, states[0] is the previous output <float>[batch, 6 * units],
+        which starts with h_{t-1}.
+        """
+        h_tm1 = self._h_part(states[0])  # previous hidden state
         c_tm1 = states[1]  # previous cell state
 
         if training and self.dropout > 0.0:
             inputs = inputs * self.get_dropout_mask(inputs)
         if training and self.recurrent_dropout > 0.0:
-            h_tm1_for_gates = h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
+            # RNN draws this mask once per sequence, in the shape of states[0].
+            h_tm1_for_gates = h_tm1 * self._h_part(self.get_recurrent_dropout_mask(states[0]))
         else:
             h_tm1_for_gates = h_tm1
 
@@ -144,11 +157,15 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
             output = ops.concatenate([h, c, input_gate, forget_gate, output_gate, candidate], axis=-1)
         else:
             output = h
-        return output, [h, c]
+        return output, [output, c]
+
+    def _h_part(self, first_state):
+        """h <float>[batch, units] from states[0] (the whole output when return_gates)."""
+        return first_state[:, : self.units] if self.return_gates else first_state
 
     def get_initial_state(self, batch_size=None):
         return [
-            ops.zeros((batch_size, self.units), dtype=self.compute_dtype),
+            ops.zeros((batch_size, self.output_size), dtype=self.compute_dtype),
             ops.zeros((batch_size, self.units), dtype=self.compute_dtype),
         ]
 

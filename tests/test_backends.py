@@ -1,0 +1,53 @@
+"""Runs tests/test_cell.py again under each Keras backend this process is not using.
+
+The backend is fixed when Keras is first imported, so the other backend needs a fresh
+interpreter: `python -m pytest` alone thereby covers TensorFlow and JAX.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import keras
+import pytest
+
+CELL_TESTS = Path(__file__).with_name("test_cell.py")
+SUPPORTED = ("tensorflow", "jax")
+OTHER_BACKENDS = [backend for backend in SUPPORTED if backend != keras.backend.backend()]
+
+
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_cell_tests_pass_under_the_other_backend(backend, tmp_path):
+    report = tmp_path / "report.xml"
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W",
+         "ignore::DeprecationWarning", f"--junitxml={report}", str(CELL_TESTS)],
+        cwd=CELL_TESTS.parent.parent, env=env, capture_output=True, text=True, timeout=900,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"test_cell.py failed under {backend}:\n{output[-4000:]}"
+    passed = re.search(r"(\d+) passed", result.stdout)
+    assert passed and int(passed.group(1)) > 0, output[-2000:]
+
+    suite = ElementTree.parse(report).getroot().find("testsuite")
+    counts = {key: int(suite.get(key)) for key in ("tests", "failures", "errors", "skipped")}
+    assert counts["tests"] >= 40 and counts["failures"] == counts["errors"] == 0, counts
+    assert counts["skipped"] == 0, counts  # nothing may hide behind a skip
+    # The subprocess really ran on `backend`: this test asserts keras.backend.backend().
+    backend_checks = [case for case in suite.iter("testcase")
+                      if case.get("name") == "test_runs_on_the_requested_backend"]
+    assert len(backend_checks) == 1, "the backend check did not run"
+    outcome = {child.tag for child in backend_checks[0]}
+    assert not outcome & {"failure", "error", "skipped"}, outcome
+
+
+def test_this_process_runs_a_supported_backend():
+    """Otherwise the cell tests would silently cover one backend fewer than claimed."""
+    assert keras.backend.backend() in SUPPORTED
+    assert len(OTHER_BACKENDS) == 1
