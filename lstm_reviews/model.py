@@ -1,0 +1,117 @@
+"""The sentiment model: token ids -> embedding -> (bi)LSTM of our cell -> pooled -> one logit.
+
+    token_ids  <int32>[batch, time]          right-padded with 0
+    embedding  <float>[batch, time, E]        mask: ids != 0, carried by Keras to the layers below
+    lstm       <float>[batch, time, H]        RNN(LSTMCell); H = units, or 2 * units when bidirectional
+    pooling    <float>[batch, P]              max over the review's real steps (P = H),
+                                              or max and mean side by side (P = 2 * H)
+    dropout    <float>[batch, P]
+    logit      <float32>[batch, 1]            > 0 means positive
+
+Layer names are fixed (explain.py finds layers by them): embedding, lstm (inside
+bidirectional_lstm when bidirectional), pooling, dropout, logit. Model code uses keras.ops
+only, so it runs on the TensorFlow, JAX and PyTorch backends.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from lstm_reviews.cell import LSTMCell
+
+POOLING_MODES = ("max", "max_mean")
+
+
+@keras.saving.register_keras_serializable(package="lstm_reviews")
+class MaskedTimePooling(keras.layers.Layer):
+    """Pools a sequence over time, ignoring masked (padding) steps.
+
+    Keras' GlobalMaxPooling1D ignores the mask, so padding steps could win the max; here
+    they cannot. A review with no real step pools to zeros.
+
+    Args:
+        mode: "max" -> <float>[batch, features]; "max_mean" -> concat(max, mean)
+            <float>[batch, 2 * features].
+
+    Call: inputs <float>[batch, time, features], mask <bool>[batch, time] (optional).
+    """
+
+    def __init__(self, mode="max", **kwargs):
+        if mode not in POOLING_MODES:
+            raise ValueError(f"pooling mode must be one of {POOLING_MODES}, got {mode!r}")
+        super().__init__(**kwargs)
+        self.mode = mode
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            mask = ops.ones(ops.shape(inputs)[:2], dtype="bool")
+        mask = ops.cast(mask, "bool")
+        step_mask = ops.expand_dims(mask, -1)  # <bool>[batch, time, 1]
+        # The lowest finite value rather than -inf: no inf reaches the gradient.
+        lowest = ops.cast(np.finfo(keras.backend.standardize_dtype(inputs.dtype)).min, inputs.dtype)
+        maximum = ops.max(ops.where(step_mask, inputs, lowest), axis=1)
+        has_steps = ops.any(mask, axis=1, keepdims=True)  # <bool>[batch, 1]
+        maximum = ops.where(has_steps, maximum, ops.zeros_like(maximum))
+        if self.mode == "max":
+            return maximum
+        weights = ops.cast(step_mask, inputs.dtype)
+        count = ops.maximum(ops.sum(weights, axis=1), ops.cast(1, inputs.dtype))
+        mean = ops.sum(inputs * weights, axis=1) / count
+        return ops.concatenate([maximum, mean], axis=-1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # time is gone: nothing left to mask
+
+    def compute_output_shape(self, input_shape):
+        features = input_shape[-1]
+        if self.mode == "max_mean" and features is not None:
+            features = 2 * features
+        return (input_shape[0], features)
+
+    def get_config(self):
+        config = super().get_config()
+        config["mode"] = self.mode
+        return config
+
+
+def build_model(config, vocab_size: int) -> keras.Model:
+    """The ids -> logit model for `config` (a lstm_reviews.config.Config).
+
+    vocab_size: rows of the embedding, padding (0) and [UNK] (1) included; the
+    vectorizer's vocabulary length, which may be below config.vocab_size on small data.
+    Input "token_ids" <int32>[batch, time]; output logits <float32>[batch, 1].
+    """
+    if vocab_size < 3:
+        raise ValueError(f"vocab_size must cover padding, [UNK] and a word, got {vocab_size}")
+    seed = config.seed
+    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    # Initializers stay unseeded: keras.utils.set_random_seed(config.seed) makes them
+    # repeatable, and a seeded initializer would give the backward LSTM (a clone made
+    # from the forward one's config) the very same starting weights.
+    x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True,
+                               name="embedding")(token_ids)
+    cell = LSTMCell(config.units, dropout=getattr(config, "input_dropout", 0.0),
+                    recurrent_dropout=config.recurrent_dropout, seed=seed)
+    rnn = keras.layers.RNN(cell, return_sequences=True, name="lstm")
+    if config.bidirectional:
+        rnn = keras.layers.Bidirectional(rnn, name="bidirectional_lstm")
+    x = rnn(x)
+    x = MaskedTimePooling(getattr(config, "pooling", "max"), name="pooling")(x)
+    x = keras.layers.Dropout(config.dropout, seed=seed, name="dropout")(x)
+    # float32 logit even under mixed_float16: the loss needs its precision.
+    logits = keras.layers.Dense(1, dtype="float32", name="logit")(x)
+    return keras.Model(token_ids, logits, name="imdb_lstm")
+
+
+def compile_model(model: keras.Model, config) -> keras.Model:
+    """Adam with gradient clipping, binary cross-entropy on logits, accuracy at logit 0."""
+    model.compile(
+        # clipnorm: an LSTM's rare exploding-gradient step would otherwise undo an epoch.
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=1.0),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)],
+    )
+    return model

@@ -1,0 +1,378 @@
+"""Trains the IMDB sentiment LSTM: `python -m lstm_reviews.train --help`.
+
+Keras' fit and callbacks do the work: BackupAndRestore (resume a killed run),
+ModelCheckpoint (best on validation, written atomically), EarlyStopping, TensorBoard,
+CSVLogger, TerminateOnNaN. Training reads the token cache (data.prepare_tokens), so it
+runs on the JAX backend too; TensorFlow is imported only where the TF backend is used.
+
+Run directory (config.output_dir):
+    config.json  history.csv  model.keras  metrics.json  vocabulary.txt  backup/  logs/
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from lstm_reviews import data
+from lstm_reviews.config import Config, config_from_args
+from lstm_reviews.model import build_model, compile_model
+
+# Accuracy is what we report, so it picks the best epoch and stops training.
+MONITOR, MONITOR_MODE = "val_accuracy", "max"
+# Mid-epoch backups: a killed epoch loses at most this many batches' worth of weights.
+BACKUP_EVERY_BATCHES = 100
+# Settings a resumed run may change; any other difference means a different run.
+RESUMABLE_CHANGES = {"resume", "epochs", "patience", "export", "export_dir", "output_dir", "data",
+                     "cache_dir"}
+
+
+def _tensorflow_or_none():
+    """TensorFlow if importable, else None (JAX/PyTorch set-ups may lack it)."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return None
+    return tf
+
+
+def _uses_tf_data() -> bool:
+    return keras.backend.backend() == "tensorflow" and _tensorflow_or_none() is not None
+
+
+def set_up_backend(config: Config) -> None:
+    """Seeds every generator and picks the float policy; call before building the model.
+
+    Under TensorFlow, op determinism makes the same seed give the same run on a CPU.
+    """
+    keras.utils.set_random_seed(config.seed)
+    if keras.backend.backend() == "tensorflow":
+        tf = _tensorflow_or_none()
+        if tf is not None:
+            tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+
+
+def describe_device() -> str:
+    """The accelerator the backend computes on, in words (e.g. "CPU", "GPU: NVIDIA H100")."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform != "cpu":
+            return f"{device.platform.upper()}: {device.device_kind}"
+    if backend == "tensorflow":
+        tf = _tensorflow_or_none()
+        gpus = tf.config.list_physical_devices("GPU") if tf else []
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return f"GPU: {details.get('device_name', gpus[0].name)}"
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"GPU: {torch.cuda.get_device_name(0)}"
+    return f"CPU: {platform.processor() or platform.machine()}"
+
+
+def make_batches(split, config: Config, shuffle: bool):
+    """Batches of (ids <int32>[batch, time], labels <float32>[batch]) for `split`.
+
+    tf.data under the TensorFlow backend; data.NumpyBatches otherwise (no TF needed).
+    """
+    kwargs = dict(batch_size=config.batch_size, max_length=config.max_length, shuffle=shuffle,
+                  seed=config.seed, bucket=config.bucket_by_length)
+    if _uses_tf_data():
+        return data.make_dataset(split, **kwargs)
+    return data.NumpyBatches(split, **kwargs)
+
+
+def count_tokens(split, max_length: int) -> int:
+    """Non-padding tokens per epoch of `split` once reviews are cut to max_length."""
+    return int(sum(min(len(ids), max_length) for ids in split.ids))
+
+
+def train_step(model: keras.Model, ids, labels) -> dict:
+    """One optimizer step on one batch; returns {"loss", "accuracy"} of that batch."""
+    return model.train_on_batch(ids, labels, return_dict=True)
+
+
+def evaluate(model: keras.Model, dataset) -> dict:
+    """{"loss", "accuracy"} of `model` over all batches of `dataset`."""
+    results = model.evaluate(dataset, return_dict=True, verbose=0)
+    return {"loss": float(results["loss"]), "accuracy": float(results["accuracy"])}
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint that writes to a temporary file, then renames it over `filepath`.
+
+    os.replace is atomic, so a crash mid-write leaves the previous best model whole.
+    """
+
+    def __init__(self, filepath, **kwargs):
+        self.final_path = Path(filepath)
+        # Keras requires the .keras suffix on the file it writes.
+        self.partial_path = self.final_path.with_name(".partial-" + self.final_path.name)
+        super().__init__(str(self.partial_path), **kwargs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.partial_path.exists():
+            os.replace(self.partial_path, self.final_path)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that, on a resumed run, starts from the history so far.
+
+    Keras resets `best` and `wait` at the start of every fit; a resumed run would
+    otherwise forget the best epoch before the interruption.
+    """
+
+    def __init__(self, history_rows=(), **kwargs):
+        super().__init__(**kwargs)
+        self.history_rows = list(history_rows)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        values = [float(row[self.monitor]) for row in self.history_rows if row.get(self.monitor)]
+        if values:
+            best_index = int(np.argmax(values) if self.mode == "max" else np.argmin(values))
+            self.best = values[best_index]
+            self.best_epoch = best_index
+            self.wait = len(values) - 1 - best_index
+            # best_weights stay None: the weights of that epoch are in model.keras, which
+            # train_and_evaluate reloads at the end in any case.
+
+
+class EpochAndBatchBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore saving every `save_freq` batches and also at each epoch's end.
+
+    With an integer save_freq Keras saves only every N batches; a run killed just after an
+    epoch ended would then train that whole epoch again.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)  # marks the epoch done
+        if self.save_freq != "epoch":
+            self._save_model()
+            self._batches_seen_since_last_saving = 0  # count the next epoch's batches afresh
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Seconds spent in training batches (validation excluded), for tokens/s."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = 0.0
+        self.epochs = 0
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def _stop(self):
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self.epochs += 1
+            self._start = None
+
+    def on_test_begin(self, logs=None):  # validation starts after the epoch's last batch
+        self._stop()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._stop()
+
+
+def read_history(path: Path) -> list[dict]:
+    """Rows of a CSVLogger file as dicts (empty if there is none)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _trim_history(path: Path, epochs_done: int) -> list[dict]:
+    """Keeps the rows of the epochs the backup holds, so a resumed run logs each epoch once.
+
+    A kill between CSVLogger's write and BackupAndRestore's could otherwise leave a row
+    for an epoch that is trained again.
+    """
+    rows = [row for row in read_history(path) if int(row["epoch"]) < epochs_done]
+    if rows:
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0].keys()))
+            writer.writeheader()
+            writer.writerows(rows)
+    elif path.exists():
+        path.unlink()  # CSVLogger writes the header again
+    return rows
+
+
+def _prepare_run_dir(config: Config, run_dir: Path) -> tuple[list[dict], int]:
+    """Checks the run directory against --resume; returns (history rows kept, epochs done)."""
+    exists = run_dir.exists() and any(run_dir.iterdir())
+    if exists and not config.resume:
+        raise FileExistsError(
+            f"run directory {run_dir} already exists and is not empty; pass --resume to "
+            f"continue it, or choose another --output-dir"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not config.resume:
+        return [], 0
+    saved_path = run_dir / "config.json"
+    if not exists or not saved_path.exists():
+        raise FileNotFoundError(f"--resume: {run_dir} holds no run to resume (no config.json)")
+    saved = Config.load(saved_path)
+    changed = [name for name in Config.__dataclass_fields__
+               if name not in RESUMABLE_CHANGES and getattr(saved, name) != getattr(config, name)]
+    if changed:
+        details = ", ".join(f"--{n.replace('_', '-')} {getattr(saved, n)!r} -> {getattr(config, n)!r}"
+                            for n in changed)
+        raise ValueError(f"--resume: settings differ from the run in {run_dir}: {details}")
+    metadata = run_dir / "backup" / "training_metadata.json"
+    epochs_done = json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
+    if not metadata.exists() and (run_dir / "metrics.json").exists():
+        raise ValueError(f"--resume: the run in {run_dir} already finished (metrics.json exists)")
+    return _trim_history(run_dir / "history.csv", epochs_done), epochs_done
+
+
+def make_callbacks(config: Config, run_dir: Path, history_rows=(),
+                   backup_every_batches: int = BACKUP_EVERY_BATCHES) -> list:
+    """Keras' callbacks for a run in `run_dir`; `history_rows` are a resumed run's epochs."""
+    best_so_far = [float(row[MONITOR]) for row in history_rows if row.get(MONITOR)]
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        # Before CSVLogger, so a kill between the two loses a row rather than duplicating one
+        # (and _trim_history drops any row past the backup anyway).
+        EpochAndBatchBackup(str(run_dir / "backup"), save_freq=backup_every_batches),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=config.resume),
+        AtomicModelCheckpoint(
+            run_dir / "model.keras", monitor=MONITOR, mode=MONITOR_MODE, save_best_only=True,
+            initial_value_threshold=(max(best_so_far) if best_so_far else None), verbose=1,
+        ),
+        ResumableEarlyStopping(history_rows, monitor=MONITOR, mode=MONITOR_MODE,
+                               patience=config.patience, restore_best_weights=True, verbose=1),
+    ]
+    if _tensorflow_or_none() is not None and importlib.util.find_spec("tensorboard"):
+        # Keras' TensorBoard writes through tf.summary, which needs the tensorboard package.
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
+    else:
+        print("TensorBoard logs skipped: they need the tensorflow and tensorboard packages")
+    return callbacks
+
+
+def export_or_explain(config: Config, run_dir: Path):
+    """Exports the SavedModel when possible; otherwise prints the command that will."""
+    later = f"KERAS_BACKEND=tensorflow python -m lstm_reviews.export {run_dir}"
+    if not config.export:
+        print(f"Export skipped (--no-export). To export later: {later}")
+        return None
+    if keras.backend.backend() != "tensorflow" or _tensorflow_or_none() is None:
+        print(f"SavedModel export needs the TensorFlow backend. To export later: {later}")
+        return None
+    try:
+        from lstm_reviews.export import export_saved_model
+    except ImportError:
+        print(f"lstm_reviews.export is not available. To export later: {later}")
+        return None
+    path = export_saved_model(run_dir, config.export_dir)
+    print(f"SavedModel exported to {path}")
+    return path
+
+
+def train_and_evaluate(config: Config, run_dir=None, *, callbacks=(),
+                       backup_every_batches: int = BACKUP_EVERY_BATCHES) -> dict:
+    """Trains per `config` in `run_dir` (default config.output_dir); returns metrics.json's dict.
+
+    callbacks: extra Keras callbacks (tests use one to interrupt a run).
+    backup_every_batches: how often BackupAndRestore saves within an epoch.
+    Raises FileExistsError (non-empty run dir without --resume), data.DataError, ValueError.
+    """
+    run_dir = Path(run_dir or config.output_dir)
+    history_rows, epochs_done = _prepare_run_dir(config, run_dir)
+    started = time.perf_counter()
+    set_up_backend(config)
+    print(f"Config:\n{config.to_json()}")
+    print(f"Backend: {keras.backend.backend()}, device: {describe_device()}")
+
+    tokens = data.prepare_tokens(config)
+    vocabulary = list(tokens.vocabulary)
+    config.save(run_dir / "config.json")
+    # One token per line, exactly get_vocabulary(): line k is token id k.
+    (run_dir / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    print(f"Reviews: {len(tokens.train.labels)} train, {len(tokens.validation.labels)} validation, "
+          f"{len(tokens.test.labels)} test; vocabulary {len(vocabulary)} tokens")
+
+    train_batches = make_batches(tokens.train, config, shuffle=True)
+    validation_batches = make_batches(tokens.validation, config, shuffle=False)
+    test_batches = make_batches(tokens.test, config, shuffle=False)
+
+    model = compile_model(build_model(config, len(vocabulary)), config)
+    if epochs_done:
+        print(f"Resuming {run_dir} after epoch {epochs_done} of {config.epochs}")
+    clock = TrainingClock()
+    all_callbacks = make_callbacks(config, run_dir, history_rows, backup_every_batches)
+    all_callbacks += [clock, *callbacks]
+    model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
+              callbacks=all_callbacks, verbose=1,
+              shuffle=False)  # the batches come shuffled (and bucketed) from the data module
+
+    history = read_history(run_dir / "history.csv")
+    if not (run_dir / "model.keras").exists():
+        raise RuntimeError(f"training produced no checkpoint in {run_dir}: did every epoch fail?")
+    # The best checkpoint, not the last weights: also right for a resumed run.
+    best = keras.saving.load_model(run_dir / "model.keras")
+    compile_model(best, config)
+    validation = evaluate(best, validation_batches)
+    test = evaluate(best, test_batches)
+    train_tokens = count_tokens(tokens.train, config.max_length) * clock.epochs
+    metrics = {
+        "validation_accuracy": validation["accuracy"], "validation_loss": validation["loss"],
+        "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+        "epochs": len(history),
+        "best_epoch": 1 + int(np.argmax([float(row[MONITOR]) for row in history])) if history else 0,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "train_seconds": round(clock.seconds, 1),
+        "tokens_per_second": round(train_tokens / clock.seconds, 1) if clock.seconds else 0.0,
+        "train_reviews": len(tokens.train.labels), "validation_reviews": len(tokens.validation.labels),
+        "test_reviews": len(tokens.test.labels), "vocabulary_size": len(vocabulary),
+        "backend": keras.backend.backend(), "device": describe_device(),
+        "keras_version": keras.__version__,
+    }
+    partial = run_dir / ".partial-metrics.json"
+    partial.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(partial, run_dir / "metrics.json")
+    print(f"Best epoch {metrics['best_epoch']} of {metrics['epochs']}: "
+          f"validation accuracy {validation['accuracy']:.4f}, test accuracy {test['accuracy']:.4f} "
+          f"(loss {test['loss']:.4f}); {metrics['tokens_per_second']:.0f} tokens/s")
+    export_or_explain(config, run_dir)
+    return metrics
+
+
+def main(argv=None) -> int:
+    """CLI entry: exit 0 on success, 2 on a user mistake, 130 on Ctrl-C."""
+    config = config_from_args(argv, description="Train the IMDB sentiment LSTM.")
+    try:
+        train_and_evaluate(config)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. Continue with the same options plus --resume "
+              f"(the run directory is {config.output_dir}).", file=sys.stderr)
+        return 130
+    except (data.DataError, FileExistsError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

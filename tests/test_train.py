@@ -1,0 +1,205 @@
+"""Training end to end on the tiny fixture: run directory, one step, resume, CLI errors, JAX."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from lstm_reviews import data, train
+from lstm_reviews.config import Config, config_from_args
+
+TINY_ARGS = ["--vocab-size", "50", "--max-length", "40", "--embedding-dim", "8", "--units", "4",
+             "--batch-size", "8", "--no-export"]
+
+
+def tiny_argv(tiny_imdb: Path, tmp_path: Path, *extra: str, run: str = "run") -> list[str]:
+    return [*TINY_ARGS, "--data", str(tiny_imdb), "--cache-dir", str(tmp_path / "cache"),
+            "--output-dir", str(tmp_path / run), *extra]
+
+
+def history_epochs(run_dir: Path) -> list[int]:
+    with (run_dir / "history.csv").open(newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def test_one_epoch_end_to_end_writes_the_run_directory(tiny_imdb, tmp_path, capsys):
+    assert train.main(tiny_argv(tiny_imdb, tmp_path, "--epochs", "1")) == 0
+    run_dir = tmp_path / "run"
+    for name in ("config.json", "history.csv", "model.keras", "metrics.json", "vocabulary.txt"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "logs").is_dir()
+    assert not list(run_dir.glob(".partial-*"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("validation_accuracy", "test_accuracy"):
+        assert 0.0 <= metrics[key] <= 1.0
+    for key in ("validation_loss", "test_loss"):
+        assert math.isfinite(metrics[key]) and metrics[key] > 0
+    assert metrics["epochs"] == 1 and history_epochs(run_dir) == [0]
+    assert metrics["tokens_per_second"] > 0 and metrics["wall_time_s"] > 0
+    assert metrics["backend"] == keras.backend.backend()
+    assert metrics["test_reviews"] == 40  # the fixture's 20 + 20 test reviews
+    assert Config.load(run_dir / "config.json").units == 4
+    vocabulary = (run_dir / "vocabulary.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert vocabulary[:2] == ["", "[UNK]"] and len(vocabulary) <= 50
+    assert "amazing" in vocabulary
+    output = capsys.readouterr().out
+    assert '"units": 4' in output  # the config is printed
+    assert "val_accuracy" in output  # Keras' per-epoch progress line
+    assert "lstm_reviews.export" in output  # --no-export says how to export later
+    # The checkpoint is the ids -> logit model.
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert tuple(model(np.array([[2, 3, 0]], "int32")).shape) == (1, 1)
+
+
+def test_one_training_step_changes_every_trainable_weight(tiny_imdb, tmp_path):
+    config = config_from_args(tiny_argv(tiny_imdb, tmp_path))
+    train.set_up_backend(config)
+    tokens = data.prepare_tokens(config)
+    model = train.compile_model(train.build_model(config, len(tokens.vocabulary)), config)
+    ids, labels = next(iter(train.make_batches(tokens.train, config, shuffle=True)))
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    logs = train.train_step(model, ids, labels)
+    assert math.isfinite(logs["loss"]) and 0.0 <= logs["accuracy"] <= 1.0
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    assert len(before) == 9  # embedding, 2 x (kernel, recurrent kernel, bias), logit kernel, bias
+    for weight, old, new in zip(model.trainable_weights, before, after):
+        assert not np.array_equal(old, new), f"{weight.path} did not change"
+
+
+class Interrupt(Exception):
+    """Stands in for a kill in the middle of an epoch."""
+
+
+class InterruptAfter(keras.callbacks.Callback):
+    def __init__(self, epoch: int, batches: int):
+        super().__init__()
+        self.epoch, self.batches, self.current = epoch, batches, -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch + 1 == self.batches:
+            raise Interrupt
+
+
+def test_interrupted_run_resumes_where_it_stopped(tiny_imdb, tmp_path):
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "3", "--patience", "5")
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        train.train_and_evaluate(config_from_args(argv), callbacks=[InterruptAfter(1, 4)],
+                                 backup_every_batches=2)
+    # BackupAndRestore saved in epoch 1 (0-based), after batch 4 (batch index 3).
+    backup = json.loads((run_dir / "backup" / "training_metadata.json").read_text())
+    assert backup == {"epoch": 1, "batch": 3}
+    assert history_epochs(run_dir) == [0]
+    assert not (run_dir / "metrics.json").exists()
+
+    seen_epochs = []
+    recorder = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch))
+    metrics = train.train_and_evaluate(config_from_args(argv + ["--resume"]), callbacks=[recorder])
+    assert seen_epochs == [1, 2]  # epoch 0 is not trained again
+    assert history_epochs(run_dir) == [0, 1, 2]  # every epoch exactly once
+    assert metrics["epochs"] == 3
+    assert not (run_dir / "backup").exists()  # Keras removes the backup once training ends
+
+
+def test_resume_with_other_settings_is_refused(tiny_imdb, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    Config(units=4).save(run_dir / "config.json")
+    code = train.main(tiny_argv(tiny_imdb, tmp_path, "--resume", "--units", "5"))
+    assert code == 2
+    assert "--units 4 -> 5" in capsys.readouterr().err
+
+
+def test_same_seed_gives_the_same_run(tiny_imdb, tmp_path):
+    results = []
+    for run in ("a", "b"):
+        config = config_from_args(tiny_argv(tiny_imdb, tmp_path, "--epochs", "2", run=run))
+        results.append(train.train_and_evaluate(config))
+    assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
+    assert results[0]["test_loss"] == pytest.approx(results[1]["test_loss"], abs=1e-6)
+
+
+def test_missing_data_path_exits_2_naming_it(tmp_path, capsys):
+    missing = tmp_path / "no_such_dir"
+    code = train.main([*TINY_ARGS, "--data", str(missing), "--output-dir", str(tmp_path / "run"),
+                       "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(missing) in err and "Traceback" not in err
+
+
+def test_existing_run_dir_without_resume_exits_2(tiny_imdb, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "model.keras").write_text("an earlier run's model")
+    code = train.main(tiny_argv(tiny_imdb, tmp_path))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(run_dir) in err and "--resume" in err and "Traceback" not in err
+    assert (run_dir / "model.keras").read_text() == "an earlier run's model"  # untouched
+
+
+def test_bad_option_value_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--units", "0", "--output-dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    assert "--units must be positive" in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130_saying_how_to_resume(tmp_path, monkeypatch, capsys):
+    def interrupted(config, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_and_evaluate", interrupted)
+    assert train.main(["--output-dir", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert "--resume" in err and str(tmp_path / "run") in err
+
+
+def test_help_documents_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    out = capsys.readouterr().out
+    for flag in ("--data", "--vocab-size", "--max-length", "--embedding-dim", "--units",
+                 "--bidirectional", "--dropout", "--batch-size", "--epochs", "--learning-rate",
+                 "--seed", "--output-dir", "--resume", "--pooling", "--no-export"):
+        assert flag in out, flag
+    assert "(default: 1337)" in out
+
+
+# Trains under JAX in a fresh interpreter with TensorFlow made unimportable: the token
+# cache built here (with TensorFlow) must be all the JAX run needs.
+JAX_SCRIPT = """
+import sys
+sys.modules["tensorflow"] = None  # any `import tensorflow` now fails
+from lstm_reviews import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_trains_under_jax_without_tensorflow(tiny_imdb, tmp_path):
+    pytest.importorskip("jax", reason="the JAX backend is not installed")
+    # max_length 8 cuts nearly every tiny review to 8 tokens: few distinct batch shapes, so
+    # few XLA compilations (JAX compiles the step once per shape).
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--max-length", "8")
+    data.prepare_tokens(config_from_args(argv))  # the cache, made with TensorFlow
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT, *argv], env=env,
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["backend"] == "jax"
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["epochs"] == 1
+    assert "KERAS_BACKEND=tensorflow python -m lstm_reviews.export" in result.stdout
