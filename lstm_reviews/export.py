@@ -1,0 +1,263 @@
+"""Exports a run's model as a SavedModel that reads raw review text, in TF Serving's layout.
+
+    python -m lstm_reviews.export RUN_DIR [--out saved_models/imdb_lstm]
+
+RUN_DIR is a training run directory (config.json, vocabulary.txt, model.keras). Each export
+is a new numbered version, OUT/<version>/ with version = the highest existing one + 1, as
+TensorFlow Serving expects:
+
+    OUT/1/saved_model.pb
+    OUT/1/variables/
+    OUT/1/assets.extra/export.json     where it came from: run dir, config, versions
+
+A version appears whole or not at all: it is written into a hidden staging directory in OUT
+(TF Serving ignores names that are not numbers), flushed to disk, then renamed into place.
+
+Signature "serving_default" (also "serve"):
+
+    inputs:  reviews      <string>[batch]    raw review text, UTF-8 (invalid bytes are replaced)
+    outputs: probability  <float32>[batch]   P(positive)
+             logit        <float32>[batch]   log-odds of positive; probability = sigmoid(logit)
+             tokens       <int32>[batch]     tokens the model read, after truncation
+
+Inside: the training standardizer and vocabulary (data.vectorizer_from_vocabulary), then
+the last config.max_length tokens of each review (as in training: a long review keeps
+its ending), right-padded with 0, then the model. The SavedModel needs TensorFlow only,
+not this package.
+
+Exit codes: 0 exported (the new version's path is printed), 2 bad run directory or
+backend, 1 the export itself failed (e.g. disk full).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import re
+import shutil
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from lstm_reviews.config import Config
+
+INPUT_NAME = "reviews"
+_VERSION_NAME = re.compile(r"[0-9]+")
+_STAGING_PREFIX = ".export-"  # hidden, not a number: TF Serving never picks it up
+
+
+class ExportError(RuntimeError):
+    """A user-facing export problem; the message names the path or setting at fault."""
+
+
+def require_tensorflow_backend() -> None:
+    """The serving graph mixes TF string ops with the model's call: TF backend only."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise ExportError(
+            f"exporting a SavedModel needs the TensorFlow backend, but Keras runs on {backend!r}: "
+            "run with KERAS_BACKEND=tensorflow"
+        )
+
+
+def read_vocabulary(path: Path) -> list[str]:
+    """vocabulary.txt: one token per line, '' (padding) first and '[UNK]' second."""
+    # split("\n"), not splitlines(): a token may hold other Unicode line separators.
+    tokens = Path(path).read_text(encoding="utf-8").split("\n")
+    if tokens and tokens[-1] == "" and len(tokens) > 1:
+        tokens.pop()  # the final newline
+    if len(tokens) < 3 or tokens[0] != "" or tokens[1] != "[UNK]":
+        raise ExportError(
+            f"{path} is not a vocabulary.txt from training: expected '' on line 1, "
+            f"'[UNK]' on line 2 and at least one word, got {tokens[:2]!r} and {len(tokens)} lines"
+        )
+    return tokens
+
+
+def load_run(run_dir) -> tuple[Config, list[str], "keras.Model"]:  # noqa: F821
+    """(config, vocabulary, ids->logit model) of a run directory; ExportError if incomplete."""
+    import keras
+
+    import lstm_reviews.model  # noqa: F401  (registers the model's layers for loading)
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ExportError(f"run directory {run_dir} does not exist (expected a training run's output_dir)")
+    paths = {name: run_dir / name for name in ("config.json", "vocabulary.txt", "model.keras")}
+    missing = [name for name, path in paths.items() if not path.is_file()]
+    if missing:
+        raise ExportError(f"run directory {run_dir} lacks {', '.join(missing)}: has training finished there?")
+    try:
+        config = Config.load(paths["config.json"])
+    except (ValueError, TypeError) as error:
+        raise ExportError(f"cannot read {paths['config.json']}: {error}") from None
+    vocabulary = read_vocabulary(paths["vocabulary.txt"])
+    try:
+        model = keras.saving.load_model(paths["model.keras"], compile=False)
+    except Exception as error:  # Keras raises many types for a damaged file; all mean the same here
+        raise ExportError(f"cannot load {paths['model.keras']}: {error}") from None
+    embedding_rows = model.get_layer("embedding").input_dim
+    if embedding_rows != len(vocabulary):
+        raise ExportError(
+            f"{paths['vocabulary.txt']} has {len(vocabulary)} tokens but {paths['model.keras']} "
+            f"embeds {embedding_rows}: they come from different runs"
+        )
+    return config, vocabulary, model
+
+
+def build_serving_function(model, vectorizer, max_length: int):
+    """The tf.function behind "serving_default": raw strings in, probabilities out.
+
+    reviews <string>[batch] -> {"probability": <float32>[batch], "logit": <float32>[batch],
+    "tokens": <int32>[batch]}.
+    """
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
+    def serve(reviews):
+        # A client may send any bytes; the standardizer's UTF-8 ops would fail on bad ones.
+        reviews = tf.strings.unicode_transcode(reviews, "UTF-8", "UTF-8", errors="replace")
+        ids = vectorizer(reviews)  # <int64>[batch, (tokens)]
+        if not isinstance(ids, tf.RaggedTensor):
+            ids = tf.RaggedTensor.from_tensor(ids, padding=0)
+        ids = ids[:, -max_length:]  # the ending of a long review, as in training
+        tokens = tf.cast(ids.row_lengths(), tf.int32)
+        ids = tf.cast(ids.to_tensor(default_value=0), tf.int32)  # <int32>[batch, time]
+        # At least one (padding) step: an RNN over zero steps fails when every review is empty.
+        ids = tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
+        logits = tf.cast(model(ids, training=False), tf.float32)[:, 0]
+        return {"probability": tf.sigmoid(logits), "logit": logits, "tokens": tokens}
+
+    return serve
+
+
+def _next_version(out_dir: Path) -> int:
+    versions = [int(path.name) for path in out_dir.iterdir()
+                if _VERSION_NAME.fullmatch(path.name) and path.is_dir()]
+    return max(versions, default=0) + 1
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flushes every file and directory under root, so the rename publishes finished bytes."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(Path(folder))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a directory; the data files are synced already
+    finally:
+        os.close(fd)
+
+
+def _publish(staging: Path, out_dir: Path) -> Path:
+    """Renames staging to the next free version number; retries if another export took it."""
+    for _ in range(100):
+        target = out_dir / str(_next_version(out_dir))
+        try:
+            os.rename(staging, target)
+        except OSError as error:
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                continue  # a concurrent export published this number first
+            raise
+        _fsync_dir(out_dir)
+        return target
+    raise ExportError(f"could not find a free version number in {out_dir}")
+
+
+def export_saved_model(run_dir, out_dir=None) -> Path:
+    """Exports run_dir's model to out_dir/<next version>/ and returns that path.
+
+    out_dir: the model directory (default: the run's config.export_dir).
+    """
+    require_tensorflow_backend()
+    import keras
+    import tensorflow as tf
+
+    from lstm_reviews.data import vectorizer_from_vocabulary
+
+    config, vocabulary, model = load_run(run_dir)
+    vectorizer = vectorizer_from_vocabulary(vocabulary)
+    serve = build_serving_function(model, vectorizer, config.max_length)
+
+    serve.get_concrete_function()  # traces it once, which also builds the vectorizer
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(vectorizer)  # its lookup table is a resource the SavedModel must carry
+    archive.add_endpoint("serve", serve)  # the first endpoint also becomes "serving_default"
+
+    out_dir = Path(config.export_dir if out_dir is None else out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f"cannot create export directory {out_dir}: {error.strerror}") from None
+    # mkdir, not tempfile.mkdtemp: that makes the directory 0700, which would hide the
+    # published version from a TF Serving that runs as another user.
+    staging = out_dir / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        archive.write_out(str(staging), verbose=False)
+        extra = staging / "assets.extra"  # TF Serving's place for files beside the model
+        extra.mkdir()
+        (extra / "export.json").write_text(json.dumps({
+            "run_dir": str(Path(run_dir).resolve()),
+            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "input": INPUT_NAME,
+            "outputs": ["probability", "logit", "tokens"],
+            "config": json.loads(config.to_json()),
+        }, indent=2) + "\n", encoding="utf-8")
+        _fsync_tree(staging)
+        return _publish(staging, out_dir)
+    finally:
+        if staging.exists():  # failed before the rename: leave no partial version behind
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lstm_reviews.export",
+        description="Export a training run's model as a SavedModel (raw review strings in), "
+        "as a new numbered version in TensorFlow Serving's layout.",
+        epilog="exit codes: 0 exported (prints the new version's path), 1 the export failed "
+        "while writing, 2 bad arguments, run directory or Keras backend",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR",
+                        help="training run directory holding config.json, vocabulary.txt, model.keras")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="model directory that receives the new version "
+                        f"(default: the run's export_dir, normally {Config().export_dir})")
+    return parser
+
+
+def main(argv=None) -> int:
+    # TensorFlow's start-up chatter on stderr would bury our one-line errors; still overridable.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        path = export_saved_model(args.run_dir, args.out)
+    except ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: export failed: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

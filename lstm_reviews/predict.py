@@ -1,0 +1,319 @@
+"""Predicts review sentiment with an exported SavedModel; needs TensorFlow, not the model code.
+
+    python -m lstm_reviews.predict --model saved_models/imdb_lstm "A wonderful film." "Dull."
+    python -m lstm_reviews.predict --model saved_models/imdb_lstm --file reviews.txt
+    python -m lstm_reviews.predict --model saved_models/imdb_lstm --file aclImdb/test/pos
+    cat reviews.txt | python -m lstm_reviews.predict --model saved_models/imdb_lstm
+
+--model is a model directory (the highest numbered version is used) or one version's
+directory. Reviews come from the arguments ("-" reads standard input), from --file (one
+review per line; blank lines are skipped; or a directory: each *.txt file is one review),
+or from standard input when neither is given and it is not a terminal.
+
+Output: one JSON line per review, in input order:
+
+    {"text": "A wonderful film.", "probability": 0.97, "label": "positive", "tokens": 3}
+    {"text": "Dull.", "probability": 0.08, "label": "negative", "tokens": 1, "source": "f.txt", "line": 2}
+    {"text": "", "error": "empty review: nothing to predict", "source": "f.txt", "line": 3}
+
+"text" is the review's start (about 60 characters, whitespace collapsed); "label" is
+positive when probability >= 0.5; "tokens" counts the words the model read (a long
+review keeps its last config.max_length); "source"/"line" say where a review came from.
+Invalid UTF-8 is decoded with U+FFFD replacements and still predicted, with a warning on
+standard error. A review that cannot be predicted gets an "error" line instead; the
+others are unaffected.
+
+Exit codes:
+    0  every review got a prediction
+    1  some reviews got an error line instead (the rest were predicted)
+    2  usage error, unreadable input, or a missing/incomplete/corrupt model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+from lstm_reviews.config import Config
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+TEXT_PREFIX_CHARS = 60
+_VERSION_NAME = re.compile(r"[0-9]+")
+
+
+class ModelError(RuntimeError):
+    """The model directory is missing, incomplete or not a review SavedModel."""
+
+
+class InputError(RuntimeError):
+    """A review source (file, directory, standard input) cannot be read."""
+
+
+@dataclass
+class Review:
+    text: str
+    source: Optional[str] = None  # file path, "<stdin>", or None for an argument
+    line: Optional[int] = None  # 1-based line in a line-per-review source
+
+
+def resolve_model_dir(path) -> Path:
+    """The SavedModel directory for `path`: itself, or its highest numbered version."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model path {path} does not exist (export one with python -m lstm_reviews.export RUN_DIR)")
+    if not path.is_dir():
+        raise ModelError(f"model path {path} is not a directory")
+    if (path / "saved_model.pb").exists():
+        return path
+    versions = [child for child in path.iterdir() if _VERSION_NAME.fullmatch(child.name) and child.is_dir()]
+    if not versions:
+        raise ModelError(
+            f"no SavedModel in {path}: expected {path}/saved_model.pb or numbered version directories"
+        )
+    # Like TF Serving: the highest version wins; a broken one is reported, not skipped.
+    latest = max(versions, key=lambda child: int(child.name))
+    if not (latest / "saved_model.pb").is_file():
+        raise ModelError(f"{latest} is not a complete SavedModel: it has no saved_model.pb")
+    return latest
+
+
+class Predictor:
+    """Calls the "serving_default" signature of a review SavedModel on batches of text."""
+
+    def __init__(self, model_path):
+        self.path = resolve_model_dir(model_path)
+        if not (self.path / "variables").is_dir():
+            raise ModelError(f"{self.path} is not a complete SavedModel: it has no variables/ directory")
+        import tensorflow as tf  # after the cheap checks: a wrong path fails fast
+
+        try:
+            loaded = tf.saved_model.load(str(self.path))
+        except Exception as error:  # TF raises many types for a damaged SavedModel
+            raise ModelError(f"cannot load the SavedModel in {self.path}: {_first_line(error)}") from None
+        signature = loaded.signatures.get("serving_default") if hasattr(loaded, "signatures") else None
+        if signature is None:
+            raise ModelError(f"the SavedModel in {self.path} has no serving_default signature")
+        inputs = signature.structured_input_signature[1]
+        outputs = signature.structured_outputs
+        if (len(inputs) != 1 or next(iter(inputs.values())).dtype != tf.string
+                or "probability" not in outputs):
+            raise ModelError(
+                f"the SavedModel in {self.path} does not take review strings to a probability "
+                f"(inputs {sorted(inputs)}, outputs {sorted(outputs)}): was it made by lstm_reviews.export?"
+            )
+        self._loaded = loaded  # keeps the signature's resources alive
+        self._signature = signature
+        self._input_name = next(iter(inputs))
+        self._tf = tf
+
+    def __call__(self, texts: list[str]) -> list[dict]:
+        """texts: list of N str -> N dicts of probability (float), logit (float), tokens (int)."""
+        batch = self._tf.constant([text.encode("utf-8") for text in texts], dtype=self._tf.string)
+        outputs = {key: value.numpy() for key, value in self._signature(**{self._input_name: batch}).items()}
+        results = []
+        for index in range(len(texts)):
+            result = {"probability": float(outputs["probability"][index])}
+            if "logit" in outputs:
+                result["logit"] = float(outputs["logit"][index])
+            if "tokens" in outputs:
+                result["tokens"] = int(outputs["tokens"][index])
+            results.append(result)
+        return results
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def text_prefix(text: str, limit: int = TEXT_PREFIX_CHARS) -> str:
+    """The review's start for display: whitespace collapsed, cut at `limit` characters."""
+    collapsed = " ".join(text.split())
+    return collapsed if len(collapsed) <= limit else collapsed[: limit - 1] + "…"
+
+
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        print(f"warning: {where}: invalid UTF-8, undecodable bytes replaced with U+FFFD", file=sys.stderr)
+        return raw.decode("utf-8", errors="replace")
+
+
+def _lines(stream, source: str) -> Iterator[Review]:
+    """One review per non-blank line of a binary stream."""
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a UTF-8 byte order mark is not part of the review
+        text = _decode(raw.rstrip(b"\r\n"), f"{source} line {number}")
+        if text.strip():  # blank lines separate reviews; they are not reviews
+            yield Review(text, source, number)
+
+
+def read_file(path: Path) -> Iterator[Review]:
+    """Reviews of a file (one per line) or a directory (one per *.txt file)."""
+    try:
+        if path.is_dir():
+            for file in sorted(path.glob("*.txt")):
+                yield Review(_decode(file.read_bytes(), str(file)), str(file))
+        else:
+            with open(path, "rb") as stream:
+                yield from _lines(stream, str(path))
+    except OSError as error:
+        raise InputError(f"cannot read {error.filename or path}: {error.strerror or error}") from None
+
+
+def _argument_text(argument: str) -> str:
+    """An argument as text; bytes that were not UTF-8 (surrogate-escaped by Python) are replaced."""
+    try:
+        argument.encode("utf-8")
+        return argument
+    except UnicodeEncodeError:
+        return _decode(os.fsencode(argument), "argument")
+
+
+def iter_reviews(arguments: list[str], files: list[Path], stdin) -> Iterator[Review]:
+    for argument in arguments:
+        if argument == "-":
+            yield from _lines(stdin.buffer, "<stdin>")
+        else:
+            yield Review(_argument_text(argument))
+    for path in files:
+        yield from read_file(path)
+    if not arguments and not files:
+        yield from _lines(stdin.buffer, "<stdin>")
+
+
+def _record(review: Review, **fields) -> dict:
+    record = {"text": text_prefix(review.text), **fields}
+    if review.source is not None:
+        record["source"] = review.source
+    if review.line is not None:
+        record["line"] = review.line
+    return record
+
+
+def _prediction_record(review: Review, result: dict) -> dict:
+    if result.get("tokens") == 0:
+        # A probability from no words is the bias alone: not a prediction about this review.
+        return _record(review, error="no words left after standardization (only markup, "
+                                     "punctuation or symbols): nothing to predict")
+    probability = result["probability"]
+    fields = {"probability": probability, "label": "positive" if probability >= 0.5 else "negative"}
+    if "tokens" in result:
+        fields["tokens"] = result["tokens"]
+    return _record(review, **fields)
+
+
+def predict_batch(predictor, reviews: list[Review]) -> list[dict]:
+    """One record per review; a failing batch is retried review by review."""
+    records: list[Optional[dict]] = [None] * len(reviews)
+    todo = []
+    for index, review in enumerate(reviews):
+        if review.text.strip():
+            todo.append(index)
+        else:
+            records[index] = _record(review, error="empty review: nothing to predict")
+    if todo:
+        try:
+            results = predictor([reviews[index].text for index in todo])
+        except Exception:
+            results = None  # one bad review must not cost the others their predictions
+        if results is not None:
+            for index, result in zip(todo, results):
+                records[index] = _prediction_record(reviews[index], result)
+        else:
+            for index in todo:
+                try:
+                    records[index] = _prediction_record(reviews[index], predictor([reviews[index].text])[0])
+                except Exception as error:
+                    records[index] = _record(reviews[index], error=f"prediction failed: {_first_line(error)}")
+    return records
+
+
+def _batches(items: Iterable[Review], size: int) -> Iterator[list[Review]]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run(predictor, reviews: Iterable[Review], out, batch_size: int = 32) -> int:
+    """Writes one JSON line per review to `out`; returns the exit code (0 or 1)."""
+    failed = 0
+    for batch in _batches(reviews, batch_size):
+        for record in predict_batch(predictor, batch):
+            failed += "error" in record
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.flush()  # results appear batch by batch when reading a stream
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lstm_reviews.predict",
+        description="Predict the sentiment of movie reviews with an exported SavedModel. "
+        "Prints one JSON line per review: text (its start), probability, label, tokens.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="reviews come from the arguments ('-' reads standard input), from --file, or from\n"
+        "standard input when neither is given.\n\n"
+        "exit codes:\n"
+        "  0  every review got a prediction\n"
+        "  1  some reviews got an error line instead (the rest were predicted)\n"
+        "  2  usage error, unreadable input, or a missing/incomplete/corrupt model",
+    )
+    parser.add_argument("reviews", nargs="*", metavar="REVIEW", help="review text; '-' reads standard input")
+    parser.add_argument("--model", metavar="DIR", default=Config().export_dir,
+                        help="model directory (highest version used) or a version directory "
+                        "(default: %(default)s)")
+    parser.add_argument("--file", metavar="PATH", type=Path, action="append", default=[],
+                        help="file with one review per line, or a directory of .txt reviews; repeatable")
+    parser.add_argument("--batch-size", metavar="N", type=int, default=32,
+                        help="reviews per model call (default: %(default)s)")
+    return parser
+
+
+def main(argv=None, stdin=None, stdout=None) -> int:
+    # TensorFlow's start-up chatter on stderr would bury our one-line errors; still overridable.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch_size <= 0:
+        parser.error(f"--batch-size must be positive, got {args.batch_size}")
+    for path in args.file:
+        if not path.exists():
+            parser.error(f"--file {path} does not exist")
+        if path.is_dir() and not any(path.glob("*.txt")):
+            parser.error(f"--file {path} is a directory without .txt files (expected one review per .txt file)")
+    if not args.reviews and not args.file and (stdin is None or stdin.isatty()):
+        parser.error("no reviews given: pass them as arguments, with --file PATH, or on standard input")
+    if stdout is sys.stdout and (getattr(stdout, "encoding", "") or "").lower() != "utf-8":
+        stdout.reconfigure(encoding="utf-8")  # JSON text is UTF-8 whatever the locale says
+    try:
+        predictor = Predictor(args.model)
+        return run(predictor, iter_reviews(args.reviews, args.file, stdin), stdout, args.batch_size)
+    except (ModelError, InputError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) left; stop quietly, without Python's flush-time complaint.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""lstm_reviews.explain: the inspection path equals the trained RNN, word counts, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import FILLER_WORDS, NEGATIVE_WORDS, POSITIVE_WORDS
+from lstm_reviews import explain
+from lstm_reviews.config import Config
+from lstm_reviews.model import build_model, compile_model
+
+# "don't" carries a character HTML must escape; the rest are the tiny fixture's words.
+VOCABULARY = ["", "[UNK]"] + POSITIVE_WORDS + NEGATIVE_WORDS + FILLER_WORDS + ["don't"]
+UNITS = 4
+TOL = 1e-6
+
+
+def _config(bidirectional: bool) -> Config:
+    return Config(vocab_size=len(VOCABULARY), embedding_dim=6, units=UNITS,
+                  bidirectional=bidirectional, dropout=0.2, max_length=50, batch_size=8, seed=3)
+
+
+def _with_keras_lstm(model: keras.Model) -> keras.Model:
+    """The same model with keras.layers.LSTM where it has RNN(our LSTMCell)."""
+    def clone(layer):
+        if layer.name == "lstm":
+            return keras.layers.LSTM(UNITS, return_sequences=True, name="lstm")
+        if layer.name == "bidirectional_lstm":
+            return keras.layers.Bidirectional(
+                keras.layers.LSTM(UNITS, return_sequences=True, name="lstm"),
+                name="bidirectional_lstm")
+        return layer.__class__.from_config(layer.get_config())
+    return keras.models.clone_model(model, clone_function=clone)
+
+
+def _trained(bidirectional: bool, keras_lstm: bool = False) -> keras.Model:
+    """A tiny model after a few optimizer steps, so no weight is at its initial value."""
+    keras.utils.set_random_seed(0)
+    config = _config(bidirectional)
+    model = build_model(config, len(VOCABULARY))
+    if keras_lstm:
+        model = _with_keras_lstm(model)
+    compile_model(model, config)
+    model.jit_compile = False  # XLA-compiling an RNN for three steps costs more than the steps
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        ids = rng.integers(2, len(VOCABULARY), size=(8, 12)).astype(np.int32)
+        ids[:4, 8:] = 0  # some right padding, as in real batches
+        model.train_on_batch(ids, rng.integers(0, 2, size=(8,)).astype(np.float32))
+    return model
+
+
+def _save_run(model: keras.Model, run_dir: Path, bidirectional: bool) -> Path:
+    run_dir.mkdir(parents=True)
+    model.save(run_dir / "model.keras")
+    (run_dir / "vocabulary.txt").write_text("\n".join(VOCABULARY) + "\n", encoding="utf-8")
+    _config(bidirectional).save(run_dir / "config.json")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def bi_run(tmp_path_factory) -> Path:
+    """A saved bidirectional run directory (our cell)."""
+    return _save_run(_trained(True), tmp_path_factory.mktemp("runs") / "bi", True)
+
+
+@pytest.fixture(scope="module")
+def forward_model() -> keras.Model:
+    return _trained(False)
+
+
+@pytest.fixture(scope="module")
+def keras_lstm_model() -> keras.Model:
+    return _trained(False, keras_lstm=True)
+
+
+def _ids(*words) -> np.ndarray:
+    return np.array([VOCABULARY.index(word) for word in words], dtype=np.int32)
+
+
+REVIEW = _ids("this", "movie", "was", "amazing", "and", "the", "actors", "give", "all",
+              "awful", "brilliant")
+
+
+def _layer_states(layer, embedded, mask):
+    """The trained recurrent layer, rebuilt with return_state=True and its own weights.
+
+    Fed the T prefixes of one review (rows of a lower-triangular batch), its final states
+    are (h_t, c_t) for t = 1..T. Returns h, c <float32>[T, units].
+    """
+    stateful = type(layer).from_config({**layer.get_config(), "return_state": True})
+    _, h, c = stateful(embedded, mask=mask)  # builds it
+    stateful.set_weights(layer.get_weights())
+    _, h, c = stateful(embedded, mask=mask)
+    return keras.ops.convert_to_numpy(h), keras.ops.convert_to_numpy(c)
+
+
+def _check_against_trained_layer(model, layer, trace):
+    """h_t from the layer's own sequence output, c_t from its final state over each prefix."""
+    embedding = model.get_layer("embedding")
+    sequence = layer(embedding(REVIEW[None, :]))
+    h_sequence = keras.ops.convert_to_numpy(sequence)[0, :, :UNITS]  # forward half first
+    np.testing.assert_allclose(trace["h"], h_sequence, atol=TOL, rtol=0)
+
+    prefixes = np.tril(np.broadcast_to(REVIEW, (len(REVIEW), len(REVIEW))))
+    forward = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
+    h, c = _layer_states(forward, embedding(prefixes), prefixes != 0)
+    np.testing.assert_allclose(trace["h"], h, atol=TOL, rtol=0)
+    np.testing.assert_allclose(trace["c"], c, atol=TOL, rtol=0)
+
+
+def test_trace_shapes_ranges_and_prediction(bi_run):
+    run = explain.load_run(bi_run)
+    inspector = explain.build_inspector(run.model)
+    assert inspector.bidirectional and inspector.units == UNITS
+    trace = explain.gate_trace(inspector, REVIEW)
+    time = len(REVIEW)
+    for name in ("h", "c", "input_gate", "forget_gate", "output_gate", "candidate"):
+        assert trace[name].shape == (time, UNITS), name
+    for name in ("input_gate_mean", "forget_gate_open", "cell_change", "write", "logit",
+                 "probability"):
+        assert trace[name].shape == (time,), name
+    for gate in ("input_gate", "forget_gate", "output_gate"):
+        assert np.all(trace[gate] > 0) and np.all(trace[gate] < 1), gate
+        np.testing.assert_allclose(trace[f"{gate}_mean"], trace[gate].mean(axis=1), atol=1e-7)
+    np.testing.assert_allclose(
+        trace["cell_change"][1:], np.linalg.norm(np.diff(trace["c"], axis=0), axis=1), atol=1e-6)
+    np.testing.assert_allclose(trace["cell_change"][0], np.linalg.norm(trace["c"][0]), atol=1e-6)
+    np.testing.assert_allclose(
+        trace["write"], np.linalg.norm(trace["input_gate"] * trace["candidate"], axis=1), atol=1e-6)
+
+    # Running prediction = the whole (bidirectional) model on the review cut after token t.
+    for t in (0, 4, time - 1):
+        logit = keras.ops.convert_to_numpy(run.model(REVIEW[None, : t + 1], training=False))
+        np.testing.assert_allclose(trace["logit"][t], logit[0, 0], atol=1e-5)
+    assert np.all((trace["probability"] > 0) & (trace["probability"] < 1))
+
+    _check_against_trained_layer(run.model, run.model.get_layer("bidirectional_lstm"), trace)
+
+
+def test_inspection_states_equal_trained_rnn(forward_model):
+    inspector = explain.build_inspector(forward_model)
+    assert not inspector.bidirectional
+    trace = explain.gate_trace(inspector, REVIEW)
+    _check_against_trained_layer(forward_model, forward_model.get_layer("lstm"), trace)
+
+    # Forward-only: the running prediction is the head on the states so far,
+    # logit(max(h_1..h_t)) (dropout is off at inference).
+    kernel, bias = forward_model.get_layer("logit").get_weights()
+    pooled = np.maximum.accumulate(trace["h"], axis=0)
+    np.testing.assert_allclose(trace["logit"], (pooled @ kernel + bias)[:, 0], atol=1e-5)
+
+
+def test_keras_lstm_weights_copied_into_our_cell(keras_lstm_model):
+    layer = keras_lstm_model.get_layer("lstm")
+    assert isinstance(layer, keras.layers.LSTM)
+    trace = explain.gate_trace(explain.build_inspector(keras_lstm_model), REVIEW)
+    _check_against_trained_layer(keras_lstm_model, layer, trace)
+    logit = keras.ops.convert_to_numpy(keras_lstm_model(REVIEW[None, :], training=False))
+    np.testing.assert_allclose(trace["logit"][-1], logit[0, 0], atol=1e-5)
+
+
+def test_bidirectional_keras_lstm_reports_forward_direction():
+    model = _with_keras_lstm(build_model(_config(True), len(VOCABULARY)))
+    inspector = explain.build_inspector(model)
+    assert inspector.bidirectional
+    trace = explain.gate_trace(inspector, REVIEW)
+    _check_against_trained_layer(model, model.get_layer("bidirectional_lstm"), trace)
+
+
+def test_word_statistics_match_hand_count(forward_model):
+    inspector = explain.build_inspector(forward_model)
+    reviews = [_ids("amazing", "this", "amazing"), _ids("plot"),
+               _ids("this", "this", "amazing", "give"), _ids("amazing")]
+    word_ids = {"amazing": VOCABULARY.index("amazing"), "this": VOCABULARY.index("this"),
+                "awesome_absent": VOCABULARY.index("superb")}
+    # batch_size 3: padded batches of different lengths
+    report = explain.word_statistics(inspector, reviews, word_ids, batch_size=3)
+    assert (report["amazing"]["count"], report["amazing"]["reviews"]) == (4, 3)
+    assert (report["this"]["count"], report["this"]["reviews"]) == (3, 2)
+    assert (report["awesome_absent"]["count"], report["awesome_absent"]["reviews"]) == (0, 0)
+    assert report["awesome_absent"]["cell_change"] is None
+    assert (report[None]["count"], report[None]["reviews"]) == (9, 4)
+
+    # The means equal those of the per-review traces at the word's positions.
+    traces = [explain.gate_trace(inspector, review) for review in reviews]
+    for word in ("amazing", "this"):
+        for key in ("input_gate_mean", "cell_change", "forget_gate_mean", "write"):
+            values = [trace[key][k] for trace, review in zip(traces, reviews)
+                      for k in np.flatnonzero(review == word_ids[word])]
+            np.testing.assert_allclose(report[word][key], np.mean(values), atol=1e-6)
+
+
+def test_word_ids_use_training_standardization():
+    ids = explain.word_vocabulary_ids(VOCABULARY, ["Amazing", "zzzz", "this movie", "DON'T"])
+    assert ids == {"Amazing": VOCABULARY.index("amazing"), "zzzz": None, "this movie": None,
+                   "DON'T": VOCABULARY.index("don't")}
+
+
+def test_render_html_escapes_tokens():
+    tokens = ['<script>alert("x")</script>', "a&b"]
+    trace = {key: np.array([0.2, 0.9], dtype=np.float32)
+             for key in ("input_gate_mean", "forget_gate_mean", "output_gate_mean",
+                         "cell_change", "probability")}
+    page = explain.render_html(tokens, trace, title="t<1>")
+    assert "<script>" not in page and "a&b" not in page and "t<1>" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "a&amp;b" in page
+
+
+def test_cli_trace_writes_plot_html_and_json(bi_run, tmp_path, capsys):
+    plot, page, out = tmp_path / "gates.png", tmp_path / "gates.html", tmp_path / "trace.json"
+    text = "This movie? Don't... it was <b>amazing</b>!"
+    assert explain.main(["--model", str(bi_run), text, "--plot", str(plot), "--html", str(page),
+                         "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "FORWARD direction" in printed and re.search(r"\n\s+4\s+don't\s", printed)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html_text = page.read_text(encoding="utf-8")
+    assert ">don&#x27;t</span>" in html_text and "don't" not in html_text
+    trace = json.loads(out.read_text())["trace"]
+    # "!" and "?" are tokens in our standardization; "it" is a filler word
+    assert trace["tokens"] == ["this", "movie", "[UNK]", "don't", "it", "was", "amazing", "[UNK]"]
+    assert len(trace["probability"]) == 8
+
+
+def test_cli_word_report_on_tiny_test_split(bi_run, tiny_imdb, tmp_path, capsys):
+    out = tmp_path / "words.json"
+    argv = ["--model", str(bi_run), "--words", "amazing", "this", "nonword", "--data",
+            str(tiny_imdb), "--json", str(out)]
+    assert explain.main(argv) == 0
+    assert "nonword" in capsys.readouterr().out
+    report = json.loads(out.read_text())["word_report"]
+    texts = [path.read_text() for path in (tiny_imdb / "test").glob("*/*.txt")]
+    assert report["reviews"] == len(texts)
+    counts = {row["word"]: row["count"] for row in report["words"]}
+    for word in ("amazing", "this"):  # fixture reviews are < max_length: nothing truncated
+        assert counts[word] == sum(len(re.findall(rf"\b{word}\b", text.lower())) for text in texts)
+    assert counts["nonword"] == 0
+    assert 0 < report["all_tokens"]["input_gate_mean"] < 1
+
+    assert explain.main(argv[:-2] + ["--limit", "7", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["word_report"]["reviews"] == 7
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "{missing}", "some text"], "{missing}"),
+    (["--model", "{run}", ""], "empty"),
+    (["--model", "{run}", "... --- ..."], "no tokens"),
+    (["--model", "{run}"], "TEXT"),
+    (["--model", "{run}", "--words", "--limit", "0"], "--limit"),
+    (["--model", "{empty}", "text"], "model.keras"),
+])
+def test_cli_bad_input_exits_2_with_message(bi_run, tmp_path, capsys, argv, message):
+    (tmp_path / "empty").mkdir()
+    paths = {"missing": str(tmp_path / "no_such_run"), "run": str(bi_run),
+             "empty": str(tmp_path / "empty")}
+    argv = [arg.format(**paths) for arg in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        explain.main(argv)
+    assert exit_info.value.code == 2
+    assert message.format(**paths) in capsys.readouterr().err
+

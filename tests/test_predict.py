@@ -1,0 +1,230 @@
+"""The predict CLI: every input source, bad input of every kind, broken models, exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lstm_reviews import export, predict
+from serving_helpers import keras_probabilities, write_run_dir
+
+POSITIVE = "A wonderful film, the actors were brilliant and I loved the story."
+NEGATIVE = "Awful plot. The worst movie of the year, boring and dull."
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(run_dir, model_dir): one tiny run exported once, as saved_models/imdb_lstm/1."""
+    root = tmp_path_factory.mktemp("predict")
+    write_run_dir(root / "run")
+    model_dir = root / "saved_models" / "imdb_lstm"
+    export.export_saved_model(root / "run", model_dir)
+    return root / "run", model_dir
+
+
+@pytest.fixture(scope="module")
+def predictor(exported):
+    return predict.Predictor(exported[1])
+
+
+def _stdin(data: bytes = b"", tty: bool = False):
+    stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+    stream.isatty = lambda: tty
+    return stream
+
+
+def _main(argv, stdin=None):
+    """(exit code, JSON records) of predict.main, stdin an empty pipe unless given."""
+    out = io.StringIO()
+    code = predict.main(argv, stdin=_stdin() if stdin is None else stdin, stdout=out)
+    return code, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_reviews_from_arguments_match_the_keras_model(exported):
+    run_dir, model_dir = exported
+    expected = keras_probabilities(run_dir, [POSITIVE, NEGATIVE])
+    for model in (model_dir, model_dir / "1"):  # the model directory or one version
+        code, records = _main(["--model", str(model), POSITIVE, NEGATIVE])
+        assert code == 0
+        assert [record["text"] for record in records] == [POSITIVE[:59] + "…", NEGATIVE]
+        for record, probability in zip(records, expected):
+            assert record["probability"] == pytest.approx(probability, abs=1e-5)
+            assert record["label"] == ("positive" if probability >= 0.5 else "negative")
+            assert "source" not in record and "error" not in record
+    assert abs(expected[0] - expected[1]) > 1e-2  # distinct numbers: the comparison can fail
+
+
+def test_highest_version_is_used(tmp_path):
+    for name in ("2", "10", "9", ".export-staging", "latest"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    assert predict.resolve_model_dir(tmp_path) == tmp_path / "10"  # numeric, not alphabetical
+    assert predict.resolve_model_dir(tmp_path / "9") == tmp_path / "9"
+
+
+def test_file_one_review_per_line_with_invalid_utf8(exported, tmp_path, capsys):
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_bytes(b"\xef\xbb\xbfGreat movie\r\n\r\nAwful \xff\xfe film\n   \nfine story")
+    code, records = _main(["--model", str(exported[1]), "--file", str(reviews)])
+    assert code == 0
+    assert [(record["source"], record["line"]) for record in records] == [(str(reviews), n) for n in (1, 3, 5)]
+    assert records[0]["text"] == "Great movie"
+    assert records[1]["text"] == "Awful \ufffd\ufffd film" and 0.0 <= records[1]["probability"] <= 1.0
+    warning = capsys.readouterr().err
+    assert f"{reviews} line 3" in warning and "invalid UTF-8" in warning
+
+
+def test_directory_of_txt_files(exported, tmp_path):
+    folder = tmp_path / "pos"
+    folder.mkdir()
+    (folder / "1_9.txt").write_text(POSITIVE + "\n\nSecond paragraph of the same review.")
+    (folder / "0_2.txt").write_text(NEGATIVE)
+    (folder / "notes.md").write_text("not a review")
+    code, records = _main(["--model", str(exported[1]), "--file", str(folder)])
+    assert code == 0
+    assert [record["source"] for record in records] == [str(folder / "0_2.txt"), str(folder / "1_9.txt")]
+    assert "line" not in records[0]
+
+
+def test_standard_input(exported):
+    lines = f"{POSITIVE}\n{NEGATIVE}\n".encode()
+    code, records = _main(["--model", str(exported[1])], stdin=_stdin(lines))
+    assert code == 0 and [(r["source"], r["line"]) for r in records] == [("<stdin>", 1), ("<stdin>", 2)]
+    # "-" reads standard input in its place among the arguments.
+    code, records = _main(["--model", str(exported[1]), "Great!", "-"], stdin=_stdin(lines))
+    assert code == 0 and [r.get("source") for r in records] == [None, "<stdin>", "<stdin>"]
+
+
+def test_bad_reviews_each_get_a_prediction_or_a_clear_error(exported):
+    run_dir, model_dir = exported
+    huge = " ".join(["boring"] * 50_000 + ["wonderful", "brilliant"] * 25_000)  # 100,000 words
+    html = "<p>The <b>ENDING</b> was <i>great</i>!</p><br /><br /><a href='x'>link</a>"
+    scripts = "素晴らしい映画 отличный фильм فيلم رائع great"
+    reviews = ["", "  \t ", huge, html, "😀🎬👍", "<br /><br />", scripts, POSITIVE]
+    code, records = _main(["--model", str(model_dir), *reviews])
+    assert code == 1  # some reviews failed...
+    assert len(records) == len(reviews)  # ...yet every review has its line, in order
+    errors = {index: record["error"] for index, record in enumerate(records) if "error" in record}
+    assert set(errors) == {0, 1, 4, 5}
+    assert errors[0].startswith("empty review") and errors[1].startswith("empty review")
+    assert errors[4].startswith("no words left") and errors[5].startswith("no words left")
+    assert records[2]["tokens"] == 12 and len(records[2]["text"]) == 60  # kept its last 12 tokens
+    assert records[6]["tokens"] == 6  # non-Latin words are words (unknown ones)
+    predicted = [2, 3, 6, 7]
+    expected = keras_probabilities(run_dir, [reviews[index] for index in predicted])
+    for index, probability in zip(predicted, expected):
+        assert records[index]["probability"] == pytest.approx(probability, abs=1e-5)
+
+
+def test_a_failing_review_costs_only_its_own_line(predictor):
+    class Flaky:
+        def __call__(self, texts):
+            if any("BOOM" in text for text in texts):
+                raise ValueError("cannot handle BOOM")
+            return predictor(texts)
+
+    reviews = [predict.Review(text, "f.txt", n) for n, text in
+               enumerate([POSITIVE, "BOOM goes the film", NEGATIVE, "Great"], start=1)]
+    out = io.StringIO()
+    assert predict.run(Flaky(), reviews, out, batch_size=3) == predict.EXIT_SOME_FAILED
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [record["line"] for record in records] == [1, 2, 3, 4]
+    assert records[1]["error"] == "prediction failed: cannot handle BOOM"
+    direct = predictor([POSITIVE, NEGATIVE, "Great"])
+    assert [records[i]["probability"] for i in (0, 2, 3)] == [r["probability"] for r in direct]
+
+
+def test_missing_model_path(tmp_path, capsys):
+    missing = tmp_path / "no_such_model"
+    assert _main(["--model", str(missing), POSITIVE]) == (2, [])
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and str(missing) in error and "does not exist" in error
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("empty_model_dir", "no SavedModel in"),
+    ("empty_version", "has no saved_model.pb"),
+    ("no_variables", "has no variables/"),
+    ("truncated_pb", "cannot load the SavedModel"),
+    ("garbage_pb", "cannot load the SavedModel"),
+    ("truncated_variables", "cannot load the SavedModel"),
+    ("not_a_review_model", "does not take review strings"),
+])
+def test_broken_model_is_a_clear_error(exported, tmp_path, capsys, damage, message):
+    model_dir = tmp_path / "imdb_lstm"
+    model_dir.mkdir()
+    if damage != "empty_model_dir":
+        shutil.copytree(exported[1] / "1", model_dir / "1")
+        version = model_dir / "2"  # the newest version is the broken one
+        shutil.copytree(exported[1] / "1", version)
+        pb = version / "saved_model.pb"
+        data = version / "variables" / "variables.data-00000-of-00001"
+        if damage == "empty_version":
+            shutil.rmtree(version)
+            version.mkdir()
+        elif damage == "no_variables":
+            shutil.rmtree(version / "variables")
+        elif damage == "truncated_pb":  # as a non-atomic writer would leave it
+            pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 2])
+        elif damage == "garbage_pb":
+            pb.write_bytes(os.urandom(4096))
+        elif damage == "truncated_variables":
+            data.write_bytes(data.read_bytes()[:16])
+        elif damage == "not_a_review_model":  # a valid SavedModel, but numbers in, not text
+            import tensorflow as tf
+
+            module = tf.Module()
+            module.serve = tf.function(lambda x: {"y": x * 2.0},
+                                       input_signature=[tf.TensorSpec([None], tf.float32)])
+            shutil.rmtree(version)
+            tf.saved_model.save(module, str(version), signatures={"serving_default": module.serve})
+    assert _main(["--model", str(model_dir), POSITIVE]) == (2, [])
+    error = capsys.readouterr().err
+    assert message in error and str(model_dir) in error
+    assert len(error.strip().splitlines()) == 1  # one clear line, no traceback
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # nothing to read: no arguments, stdin a terminal
+        predict.main(["--model", str(tmp_path)], stdin=_stdin(tty=True), stdout=io.StringIO())
+    assert exit_info.value.code == 2 and "no reviews given" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--file", str(tmp_path / "nope.txt")], stdin=_stdin(), stdout=io.StringIO())
+    assert exit_info.value.code == 2 and f"--file {tmp_path / 'nope.txt'} does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--file", str(tmp_path)], stdin=_stdin(), stdout=io.StringIO())
+    assert exit_info.value.code == 2 and "without .txt files" in capsys.readouterr().err
+
+
+def test_help_and_docstring_document_exit_codes():
+    text = predict.build_parser().format_help()
+    for code in ("0  every review got a prediction", "1  some reviews got an error line",
+                 "2  usage error"):
+        assert code in text and code in predict.__doc__
+
+
+def _cli(args, cwd, input=None):
+    return subprocess.run([sys.executable, "-m", "lstm_reviews.predict", *args], cwd=cwd, input=input,
+                          capture_output=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def test_command_line_pipe_and_corrupt_model(exported, tmp_path):
+    result = _cli(["--model", str(exported[1])], tmp_path, input=b"Great movie\nAwful \xff film\n\n")
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    records = [json.loads(line) for line in result.stdout.decode("utf-8").splitlines()]
+    assert [record["line"] for record in records] == [1, 2]
+    assert b"<stdin> line 2: invalid UTF-8" in result.stderr
+
+    broken = tmp_path / "broken"
+    shutil.copytree(exported[1], broken)
+    (broken / "1" / "saved_model.pb").write_bytes(b"\x08\x01half")
+    result = _cli(["--model", str(broken), "Great movie"], tmp_path)
+    assert result.returncode == 2 and result.stdout == b""
+    assert b"cannot load the SavedModel" in result.stderr and b"Traceback" not in result.stderr
