@@ -30,12 +30,13 @@ class Config:
     dropout: float = 0.4  # before the head: IMDB overfits after 2-3 epochs without it
     input_dropout: float = 0.3  # on the embeddings, one mask per review (the cell's `dropout`): the 3.8M-weight embedding overfits first
     recurrent_dropout: float = 0.0  # the cheap dropout above is enough; this one slows every step
-    pooling: str = "max"  # masked max over time: the strongest phrase anywhere in the review counts
+    pooling: str = "max_mean"  # max over time (the strongest phrase anywhere) beside the mean (the overall tone)
     # --- training ---
     batch_size: int = 64  # small batches generalise better here; 32 is slower on CPU
-    epochs: int = 6  # early stopping usually ends it at epoch 3-4
+    epochs: int = 4  # validation accuracy peaks by epoch 3-4; the learning rate decays over these
     patience: int = 2  # epochs without validation improvement before stopping
     learning_rate: float = 1e-3  # Adam's default works; clipping guards the rare LSTM spike
+    lr_decay: bool = True  # cosine decay to 10% over the epochs: the last epochs fine-tune instead of overfitting
     bucket_by_length: bool = True  # batches of similar length: far less padding to compute
     mixed_precision: bool = False  # float16 compute on a GPU; no gain on CPU
     seed: int = 1337  # weights, shuffling and the validation split all follow it
@@ -78,6 +79,7 @@ _HELP = {
     "epochs": "maximum number of epochs",
     "patience": "epochs without validation improvement before early stopping",
     "learning_rate": "Adam learning rate",
+    "lr_decay": "decay the learning rate along a cosine to 10%% of --learning-rate over --epochs",
     "bucket_by_length": "batch reviews of similar length together",
     "mixed_precision": "compute in float16 (for GPUs)",
     "seed": "random seed for weights, shuffling and the validation split",

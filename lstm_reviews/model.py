@@ -106,11 +106,23 @@ def build_model(config, vocab_size: int) -> keras.Model:
     return keras.Model(token_ids, logits, name="imdb_lstm")
 
 
-def compile_model(model: keras.Model, config) -> keras.Model:
+def learning_rate(config, steps_per_epoch: int = 0):
+    """Adam's learning rate: constant, or cosine-decayed to 10% over config.epochs.
+
+    steps_per_epoch: batches per epoch; 0 (unknown) gives the constant rate.
+    """
+    if not getattr(config, "lr_decay", False) or steps_per_epoch <= 0:
+        return config.learning_rate
+    return keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.1)
+
+
+def compile_model(model: keras.Model, config, steps_per_epoch: int = 0) -> keras.Model:
     """Adam with gradient clipping, binary cross-entropy on logits, accuracy at logit 0."""
     model.compile(
         # clipnorm: an LSTM's rare exploding-gradient step would otherwise undo an epoch.
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=1.0),
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch),
+                                        clipnorm=1.0),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)],
     )

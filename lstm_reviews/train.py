@@ -317,7 +317,9 @@ def train_and_evaluate(config: Config, run_dir=None, *, callbacks=(),
     validation_batches = make_batches(tokens.validation, config, shuffle=False)
     test_batches = make_batches(tokens.test, config, shuffle=False)
 
-    model = compile_model(build_model(config, len(vocabulary)), config)
+    # Bucketing makes the count vary a little between epochs: the schedule needs only its scale.
+    steps_per_epoch = -(-len(tokens.train.labels) // config.batch_size)
+    model = compile_model(build_model(config, len(vocabulary)), config, steps_per_epoch)
     if epochs_done:
         print(f"Resuming {run_dir} after epoch {epochs_done} of {config.epochs}")
     clock = TrainingClock()

@@ -8,7 +8,7 @@ import pytest
 
 from lstm_reviews.cell import LSTMCell
 from lstm_reviews.config import Config
-from lstm_reviews.model import MaskedTimePooling, build_model, compile_model
+from lstm_reviews.model import MaskedTimePooling, build_model, compile_model, learning_rate
 
 TINY = dict(vocab_size=50, max_length=40, embedding_dim=8, units=4, batch_size=8)
 VOCAB = 50
@@ -121,3 +121,25 @@ def test_mixed_precision_keeps_the_logit_in_float32():
 def test_vocabulary_too_small_is_rejected():
     with pytest.raises(ValueError, match="vocab_size"):
         build_model(tiny_config(), 2)
+
+
+def test_learning_rate_decays_along_a_cosine_to_a_tenth():
+    config = tiny_config(learning_rate=2e-3, epochs=4, lr_decay=True)
+    schedule = learning_rate(config, steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in (0, 20, 40, 60)]
+    np.testing.assert_allclose(rates[0], 2e-3, rtol=1e-6)
+    np.testing.assert_allclose(rates[1], 2e-3 * (0.1 + 0.9 * 0.5), rtol=1e-5)  # halfway: cos = 0
+    np.testing.assert_allclose(rates[2], 2e-4, rtol=1e-5)  # the end of the last epoch
+    np.testing.assert_allclose(rates[3], 2e-4, rtol=1e-5)  # and no lower after it
+
+
+def test_learning_rate_stays_constant_without_decay_or_known_steps():
+    assert learning_rate(tiny_config(learning_rate=3e-3, lr_decay=False), 10) == 3e-3
+    assert learning_rate(tiny_config(learning_rate=3e-3, lr_decay=True), 0) == 3e-3
+
+
+def test_input_dropout_reaches_the_cell_of_both_directions():
+    model = build_model(tiny_config(input_dropout=0.25, bidirectional=True), VOCAB)
+    wrapper = model.get_layer("bidirectional_lstm")
+    for rnn in (wrapper.forward_layer, wrapper.backward_layer):
+        assert isinstance(rnn.cell, LSTMCell) and rnn.cell.dropout == 0.25
