@@ -92,10 +92,10 @@ _HELP = {
 _CHOICES = {"source": ("aclimdb", "tfds"), "pooling": ("max", "max_mean")}
 
 
-def build_parser(description: str = "") -> argparse.ArgumentParser:
+def build_parser(description: str = "", prog: Optional[str] = None) -> argparse.ArgumentParser:
     """An argparse parser with one option per Config field, defaults shown in --help."""
     parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     defaults = Config()
     for field in dataclasses.fields(Config):
@@ -131,9 +131,9 @@ def validate(config: Config) -> Config:
     return config
 
 
-def config_from_args(argv=None, description: str = "") -> Config:
+def config_from_args(argv=None, description: str = "", prog: Optional[str] = None) -> Config:
     """Parses argv into a validated Config; a bad value exits with argparse's message (exit 2)."""
-    parser = build_parser(description)
+    parser = build_parser(description, prog)
     args = parser.parse_args(argv)
     try:
         return validate(Config(**vars(args)))

@@ -363,7 +363,8 @@ def train_and_evaluate(config: Config, run_dir=None, *, callbacks=(),
 
 def main(argv=None) -> int:
     """CLI entry: exit 0 on success, 2 on a user mistake, 130 on Ctrl-C."""
-    config = config_from_args(argv, description="Train the IMDB sentiment LSTM.")
+    config = config_from_args(argv, description="Train the IMDB sentiment LSTM.",
+                              prog="python -m lstm_reviews.train")
     try:
         train_and_evaluate(config)
     except KeyboardInterrupt:
