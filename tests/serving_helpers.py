@@ -17,7 +17,8 @@ TRAIN_TEXTS = [
     "Nothing happens. Worst ending ever?",
 ]
 # Small enough for 2 shared cores, but the whole model: embedding, BiLSTM of our cell, pooling.
-TINY = dict(vocab_size=50, max_length=12, embedding_dim=8, units=4, dropout=0.0)
+# Pooling "max": the weights below were scaled for it, so reviews get clearly different scores.
+TINY = dict(vocab_size=50, max_length=12, embedding_dim=8, units=4, dropout=0.0, pooling="max")
 
 
 def write_run_dir(run_dir: Path, **overrides) -> Config:

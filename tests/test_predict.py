@@ -138,7 +138,9 @@ def test_a_failing_review_costs_only_its_own_line(predictor):
     assert [record["line"] for record in records] == [1, 2, 3, 4]
     assert records[1]["error"] == "prediction failed: cannot handle BOOM"
     direct = predictor([POSITIVE, NEGATIVE, "Great"])
-    assert [records[i]["probability"] for i in (0, 2, 3)] == [r["probability"] for r in direct]
+    # Batched differently (padded to another length), so equal up to float rounding.
+    assert [records[i]["probability"] for i in (0, 2, 3)] == pytest.approx(
+        [r["probability"] for r in direct], abs=1e-6)
 
 
 def test_missing_model_path(tmp_path, capsys):
