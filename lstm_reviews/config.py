@@ -24,6 +24,7 @@ class Config:
     max_length: int = 600  # 95% of reviews whole (p90: 462 tokens); longer keep their end (the verdict)
     cache_dir: str = ".cache/lstm_reviews"  # token cache: training runs from it without TensorFlow
     # --- model ---
+    pretrain_embeddings: bool = True  # start from word vectors of the 50k unlabeled reviews (PPMI-SVD): rare words arrive meaningful
     embedding_dim: int = 128  # enough for 30k words; larger overfits 22.5k reviews
     units: int = 64  # per direction; 128 trains 3x slower on 2 cores for no gain we measured
     bidirectional: bool = True  # the verdict can come first or last; read both ways
@@ -68,6 +69,8 @@ _HELP = {
     "vocab_size": "vocabulary size of the TextVectorization, padding and [UNK] included",
     "max_length": "tokens kept per review; longer reviews keep their last tokens",
     "cache_dir": "directory of the token cache",
+    "pretrain_embeddings": "initialize the embedding with word vectors counted from the training and "
+    "unlabeled reviews (lstm_reviews.embeddings; made once, then cached)",
     "embedding_dim": "size of the word embeddings",
     "units": "LSTM units per direction",
     "bidirectional": "read the review in both directions",

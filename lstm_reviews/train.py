@@ -23,7 +23,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from lstm_reviews import data
+from lstm_reviews import data, embeddings
 from lstm_reviews.config import Config, config_from_args
 from lstm_reviews.model import build_model, compile_model
 
@@ -320,6 +320,8 @@ def train_and_evaluate(config: Config, run_dir=None, *, callbacks=(),
     # Bucketing makes the count vary a little between epochs: the schedule needs only its scale.
     steps_per_epoch = -(-len(tokens.train.labels) // config.batch_size)
     model = compile_model(build_model(config, len(vocabulary)), config, steps_per_epoch)
+    if config.pretrain_embeddings:
+        model.get_layer("embedding").set_weights([embeddings.pretrained_embeddings(config, tokens)])
     if epochs_done:
         print(f"Resuming {run_dir} after epoch {epochs_done} of {config.epochs}")
     clock = TrainingClock()

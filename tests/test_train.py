@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_reviews import data, train
+from lstm_reviews import data, embeddings, train
 from lstm_reviews.config import Config, config_from_args
 
 TINY_ARGS = ["--vocab-size", "50", "--max-length", "40", "--embedding-dim", "8", "--units", "4",
@@ -194,7 +194,9 @@ def test_trains_under_jax_without_tensorflow(tiny_imdb, tmp_path):
     # max_length 8 cuts nearly every tiny review to 8 tokens: few distinct batch shapes, so
     # few XLA compilations (JAX compiles the step once per shape).
     argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--max-length", "8")
-    data.prepare_tokens(config_from_args(argv))  # the cache, made with TensorFlow
+    config = config_from_args(argv)
+    # The caches, made with TensorFlow: token ids and the pretrained word vectors.
+    embeddings.pretrained_embeddings(config, data.prepare_tokens(config))
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run([sys.executable, "-c", JAX_SCRIPT, *argv], env=env,
                             capture_output=True, text=True, timeout=240)
