@@ -82,7 +82,18 @@ def describe_device() -> str:
 
         if torch.cuda.is_available():
             return f"GPU: {torch.cuda.get_device_name(0)}"
-    return f"CPU: {platform.processor() or platform.machine()}"
+    return f"CPU: {_cpu_model()}, {os.cpu_count()} cores"
+
+
+def _cpu_model() -> str:
+    """The CPU's model name where Linux tells it, else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def make_batches(split, config: Config, shuffle: bool):
