@@ -60,6 +60,19 @@ def test_one_epoch_end_to_end_writes_the_run_directory(tiny_imdb, tmp_path, caps
     assert tuple(model(np.array([[2, 3, 0]], "int32")).shape) == (1, 1)
 
 
+@pytest.mark.parametrize("pretrain", [True, False])
+def test_training_starts_from_the_pretrained_word_vectors(tiny_imdb, tmp_path, pretrain):
+    # A learning rate so small that the embedding stays where it started.
+    flag = "--pretrain-embeddings" if pretrain else "--no-pretrain-embeddings"
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--learning-rate", "1e-12", flag)
+    assert train.main(argv) == 0
+    config = config_from_args(argv)
+    vectors = embeddings.pretrained_embeddings(config, data.prepare_tokens(config))
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    trained = model.get_layer("embedding").get_weights()[0]
+    assert np.allclose(trained, vectors, atol=1e-6) == pretrain
+
+
 def test_one_training_step_changes_every_trainable_weight(tiny_imdb, tmp_path):
     config = config_from_args(tiny_argv(tiny_imdb, tmp_path))
     train.set_up_backend(config)
