@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -61,16 +60,6 @@ def synthetic_reviews(count: int, rng: np.random.Generator, words: int | None = 
     return [" ".join(f"word{i}" for i in rng.integers(0, 29998, size=n)) + "." for n in lengths]
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def percentile_ms(seconds: list[float], q: float) -> float:
     return float(np.percentile(np.array(seconds) * 1000.0, q))
 
@@ -93,6 +82,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from lstm_reviews.predict import ModelError, resolve_model_dir
+    from lstm_reviews.train import cpu_model
 
     with tempfile.TemporaryDirectory() as scratch:
         if args.model:
@@ -115,7 +105,7 @@ def main(argv=None) -> int:
             return serve(**{input_name: tf.constant(texts)})["probability"].numpy()
 
         rng = np.random.default_rng(args.seed)
-        results = {"model": note, "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+        results = {"model": note, "cpu": cpu_model(), "cpu_count": os.cpu_count(),
                    "tensorflow": tf.__version__}
 
         singles = synthetic_reviews(args.single_runs + args.warmup, rng, words=args.words)

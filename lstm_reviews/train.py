@@ -82,10 +82,10 @@ def describe_device() -> str:
 
         if torch.cuda.is_available():
             return f"GPU: {torch.cuda.get_device_name(0)}"
-    return f"CPU: {_cpu_model()}, {os.cpu_count()} cores"
+    return f"CPU: {cpu_model()}, {os.cpu_count()} cores"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     """The CPU's model name where Linux tells it, else the architecture."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
