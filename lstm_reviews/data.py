@@ -458,17 +458,18 @@ def vectorizer_from_vocabulary(vocabulary: Sequence[str]):
     return _text_vectorization(vocabulary=vocabulary)
 
 
-def _vectorize(vectorizer, texts: Sequence[str], batch_size: int = 2048):
-    """flat ids <int32>[total tokens] and offsets <int64>[n + 1] (review i: flat[o[i]:o[i+1]])."""
+def vectorize(vectorizer, texts: Sequence[str], batch_size: int = 2048) -> list:
+    """Token ids of each text: a list of <int32>[length], one per text, untruncated."""
     import tensorflow as tf
 
-    flats, lengths = [np.zeros(0, np.int32)], [np.zeros(0, np.int64)]
+    if not len(texts):
+        return []
+    flats, lengths = [], []
     dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size)
     for ragged in dataset.map(vectorizer, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2):
         flats.append(ragged.flat_values.numpy().astype(np.int32))
         lengths.append(ragged.row_lengths().numpy())
-    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64)
-    return np.concatenate(flats), offsets
+    return np.split(np.concatenate(flats), np.cumsum(np.concatenate(lengths))[:-1])
 
 
 # --------------------------------------------------------------------------- token cache
@@ -607,8 +608,7 @@ def prepare_tokens(config) -> TokenData:
     splits = {}
     for name in _SPLITS:
         split = getattr(imdb, name)
-        flat, offsets = _vectorize(vectorizer, split.texts)
-        splits[name] = TokenSplit(np.split(flat, offsets[1:-1]) if len(split) else [], split.labels)
+        splits[name] = TokenSplit(vectorize(vectorizer, split.texts), split.labels)
     vectorize_seconds = time.perf_counter() - started - adapt_seconds
     test_ids = _flat(splits["test"].ids)
     train_lengths = splits["train"].lengths()

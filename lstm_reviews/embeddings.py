@@ -33,6 +33,7 @@ import numpy as np
 from lstm_reviews import data
 
 FIRST_WORD_ID = 2  # 0 is padding, 1 is [UNK]: neither has a meaning to learn
+WINDOW = 5  # tokens on each side: close enough to share a topic or a phrase
 _FORMAT = 1
 
 
@@ -101,7 +102,7 @@ def truncated_svd(rows, cols, values, size: int, rank: int, seed: int, power_ite
     return (basis @ u_small)[:, :rank].astype(np.float32), s[:rank].astype(np.float32)
 
 
-def word_vectors(ids: Sequence[np.ndarray], vocab_size: int, dim: int, window: int = 5,
+def word_vectors(ids: Sequence[np.ndarray], vocab_size: int, dim: int, window: int = WINDOW,
                  seed: int = 0) -> np.ndarray:
     """<float32>[vocab_size, dim]: unit-length vectors for words; zeros for padding and [UNK],
     and for words never seen within `window` of another word."""
@@ -118,7 +119,7 @@ def word_vectors(ids: Sequence[np.ndarray], vocab_size: int, dim: int, window: i
 
 def _cache_path(config, tokens) -> tuple[Path, dict]:
     settings = {"format": _FORMAT, "tokens": tokens.settings, "dim": config.embedding_dim,
-                "window": 5, "seed": config.seed}
+                "window": WINDOW, "seed": config.seed}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return Path(config.cache_dir) / f"vectors-{key}.npy", settings
 
@@ -142,8 +143,7 @@ def pretrained_embeddings(config, tokens) -> np.ndarray:
     started = time.perf_counter()
     unlabeled = data.load_unlabeled(config)
     vectorizer = data.vectorizer_from_vocabulary(tokens.vocabulary)
-    flat, offsets = data._vectorize(vectorizer, unlabeled)
-    unlabeled_ids = np.split(flat, offsets[1:-1]) if len(unlabeled) else []
+    unlabeled_ids = data.vectorize(vectorizer, unlabeled)
     vectors = word_vectors(list(tokens.train.ids) + unlabeled_ids, len(tokens.vocabulary),
                            config.embedding_dim, seed=config.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
