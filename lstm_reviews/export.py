@@ -136,10 +136,16 @@ def build_serving_function(model, vectorizer, max_length: int):
     return serve
 
 
-def _next_version(out_dir: Path) -> int:
-    versions = [int(path.name) for path in out_dir.iterdir()
+def version_dirs(model_dir: Path) -> list[Path]:
+    """The numbered version directories in model_dir (TF Serving's layout), lowest first."""
+    versions = [path for path in Path(model_dir).iterdir()
                 if _VERSION_NAME.fullmatch(path.name) and path.is_dir()]
-    return max(versions, default=0) + 1
+    return sorted(versions, key=lambda path: int(path.name))
+
+
+def _next_version(out_dir: Path) -> int:
+    versions = version_dirs(out_dir)
+    return int(versions[-1].name) + 1 if versions else 1
 
 
 def _fsync_tree(root: Path) -> None:

@@ -93,13 +93,13 @@ def build_model(config, vocab_size: int) -> keras.Model:
     # from the forward one's config) the very same starting weights.
     x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True,
                                name="embedding")(token_ids)
-    cell = LSTMCell(config.units, dropout=getattr(config, "input_dropout", 0.0),
+    cell = LSTMCell(config.units, dropout=config.input_dropout,
                     recurrent_dropout=config.recurrent_dropout, seed=seed)
     rnn = keras.layers.RNN(cell, return_sequences=True, name="lstm")
     if config.bidirectional:
         rnn = keras.layers.Bidirectional(rnn, name="bidirectional_lstm")
     x = rnn(x)
-    x = MaskedTimePooling(getattr(config, "pooling", "max"), name="pooling")(x)
+    x = MaskedTimePooling(config.pooling, name="pooling")(x)
     x = keras.layers.Dropout(config.dropout, seed=seed, name="dropout")(x)
     # float32 logit even under mixed_float16: the loss needs its precision.
     logits = keras.layers.Dense(1, dtype="float32", name="logit")(x)
@@ -111,7 +111,7 @@ def learning_rate(config, steps_per_epoch: int = 0):
 
     steps_per_epoch: batches per epoch; 0 (unknown) gives the constant rate.
     """
-    if not getattr(config, "lr_decay", False) or steps_per_epoch <= 0:
+    if not config.lr_decay or steps_per_epoch <= 0:
         return config.learning_rate
     return keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.1)

@@ -32,19 +32,19 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from lstm_reviews.config import Config
+from lstm_reviews.export import version_dirs
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 TEXT_PREFIX_CHARS = 60
-_VERSION_NAME = re.compile(r"[0-9]+")
 
 
 class ModelError(RuntimeError):
@@ -71,13 +71,13 @@ def resolve_model_dir(path) -> Path:
         raise ModelError(f"model path {path} is not a directory")
     if (path / "saved_model.pb").exists():
         return path
-    versions = [child for child in path.iterdir() if _VERSION_NAME.fullmatch(child.name) and child.is_dir()]
+    versions = version_dirs(path)
     if not versions:
         raise ModelError(
             f"no SavedModel in {path}: expected {path}/saved_model.pb or numbered version directories"
         )
     # Like TF Serving: the highest version wins; a broken one is reported, not skipped.
-    latest = max(versions, key=lambda child: int(child.name))
+    latest = versions[-1]
     if not (latest / "saved_model.pb").is_file():
         raise ModelError(f"{latest} is not a complete SavedModel: it has no saved_model.pb")
     return latest
@@ -238,13 +238,8 @@ def predict_batch(predictor, reviews: list[Review]) -> list[dict]:
 
 
 def _batches(items: Iterable[Review], size: int) -> Iterator[list[Review]]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
         yield batch
 
 
