@@ -472,6 +472,14 @@ def vectorize(vectorizer, texts: Sequence[str], batch_size: int = 2048) -> list:
     return np.split(np.concatenate(flats), np.cumsum(np.concatenate(lengths))[:-1])
 
 
+def unlabeled_ids(config, vocabulary: Sequence[str]) -> list:
+    """The unlabeled reviews as token ids of `vocabulary`: n arrays <int32>[tokens].
+
+    For the word vectors and the language model; needs TensorFlow (TextVectorization).
+    """
+    return vectorize(vectorizer_from_vocabulary(vocabulary), load_unlabeled(config))
+
+
 # --------------------------------------------------------------------------- token cache
 
 @dataclasses.dataclass

@@ -141,9 +141,7 @@ def pretrained_embeddings(config, tokens) -> np.ndarray:
             f"pretrained word vectors are not cached at {path} and making them needs TensorFlow; "
             f"run once with TensorFlow installed, or pass --no-pretrain-embeddings") from None
     started = time.perf_counter()
-    unlabeled = data.load_unlabeled(config)
-    vectorizer = data.vectorizer_from_vocabulary(tokens.vocabulary)
-    unlabeled_ids = data.vectorize(vectorizer, unlabeled)
+    unlabeled_ids = data.unlabeled_ids(config, tokens.vocabulary)
     vectors = word_vectors(list(tokens.train.ids) + unlabeled_ids, len(tokens.vocabulary),
                            config.embedding_dim, seed=config.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +149,6 @@ def pretrained_embeddings(config, tokens) -> np.ndarray:
     with open(partial, "wb") as handle:
         np.save(handle, vectors)
     os.replace(partial, path)
-    print(f"Word vectors from {len(tokens.train.ids)} training and {len(unlabeled)} unlabeled "
+    print(f"Word vectors from {len(tokens.train.ids)} training and {len(unlabeled_ids)} unlabeled "
           f"reviews in {time.perf_counter() - started:.0f} s, cached at {path}")
     return vectors

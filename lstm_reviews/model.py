@@ -77,6 +77,27 @@ class MaskedTimePooling(keras.layers.Layer):
         return config
 
 
+def reader_layers(config, vocab_size: int):
+    """The layers that read a review: (embedding, recurrent layer), named as explain.py expects.
+
+    Shared by the classifier (build_model) and the language model that pretrains them
+    (lstm_reviews.pretrain), so their weights move from one to the other by layer name.
+    """
+    if vocab_size < 3:
+        raise ValueError(f"vocab_size must cover padding, [UNK] and a word, got {vocab_size}")
+    # Initializers stay unseeded: keras.utils.set_random_seed(config.seed) makes them
+    # repeatable, and a seeded initializer would give the backward LSTM (a clone made
+    # from the forward one's config) the very same starting weights.
+    embedding = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True,
+                                       name="embedding")
+    cell = LSTMCell(config.units, dropout=config.input_dropout,
+                    recurrent_dropout=config.recurrent_dropout, seed=config.seed)
+    rnn = keras.layers.RNN(cell, return_sequences=True, name="lstm")
+    if config.bidirectional:
+        rnn = keras.layers.Bidirectional(rnn, name="bidirectional_lstm")
+    return embedding, rnn
+
+
 def build_model(config, vocab_size: int) -> keras.Model:
     """The ids -> logit model for `config` (a lstm_reviews.config.Config).
 
@@ -84,23 +105,11 @@ def build_model(config, vocab_size: int) -> keras.Model:
     vectorizer's vocabulary length, which may be below config.vocab_size on small data.
     Input "token_ids" <int32>[batch, time]; output logits <float32>[batch, 1].
     """
-    if vocab_size < 3:
-        raise ValueError(f"vocab_size must cover padding, [UNK] and a word, got {vocab_size}")
-    seed = config.seed
+    embedding, rnn = reader_layers(config, vocab_size)
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    # Initializers stay unseeded: keras.utils.set_random_seed(config.seed) makes them
-    # repeatable, and a seeded initializer would give the backward LSTM (a clone made
-    # from the forward one's config) the very same starting weights.
-    x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True,
-                               name="embedding")(token_ids)
-    cell = LSTMCell(config.units, dropout=config.input_dropout,
-                    recurrent_dropout=config.recurrent_dropout, seed=seed)
-    rnn = keras.layers.RNN(cell, return_sequences=True, name="lstm")
-    if config.bidirectional:
-        rnn = keras.layers.Bidirectional(rnn, name="bidirectional_lstm")
-    x = rnn(x)
+    x = rnn(embedding(token_ids))
     x = MaskedTimePooling(config.pooling, name="pooling")(x)
-    x = keras.layers.Dropout(config.dropout, seed=seed, name="dropout")(x)
+    x = keras.layers.Dropout(config.dropout, seed=config.seed, name="dropout")(x)
     # float32 logit even under mixed_float16: the loss needs its precision.
     logits = keras.layers.Dense(1, dtype="float32", name="logit")(x)
     return keras.Model(token_ids, logits, name="imdb_lstm")

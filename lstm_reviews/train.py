@@ -23,7 +23,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from lstm_reviews import data, embeddings
+from lstm_reviews import data, embeddings, pretrain
 from lstm_reviews.config import Config, config_from_args
 from lstm_reviews.model import build_model, compile_model
 
@@ -111,6 +111,16 @@ def make_batches(split, config: Config, shuffle: bool):
 def count_tokens(split, max_length: int) -> int:
     """Non-padding tokens per epoch of `split` once reviews are cut to max_length."""
     return int(sum(min(len(ids), max_length) for ids in split.ids))
+
+
+def initialize_reader(model: keras.Model, config: Config, tokens) -> None:
+    """Starts the embedding, and with --lm-epochs the LSTM too, from the unlabeled reviews:
+    the word vectors (embeddings.py), then the language model pretrained from them (pretrain.py)."""
+    vectors = embeddings.pretrained_embeddings(config, tokens) if config.pretrain_embeddings else None
+    if config.lm_epochs:
+        pretrain.load_into(model, pretrain.reader_weights(config, tokens, vectors))
+    elif vectors is not None:
+        model.get_layer("embedding").set_weights([vectors])
 
 
 def train_step(model: keras.Model, ids, labels) -> dict:
@@ -331,8 +341,8 @@ def train_and_evaluate(config: Config, run_dir=None, *, callbacks=(),
     # Bucketing makes the count vary a little between epochs: the schedule needs only its scale.
     steps_per_epoch = -(-len(tokens.train.labels) // config.batch_size)
     model = compile_model(build_model(config, len(vocabulary)), config, steps_per_epoch)
-    if config.pretrain_embeddings:
-        model.get_layer("embedding").set_weights([embeddings.pretrained_embeddings(config, tokens)])
+    if not epochs_done:  # a resumed run gets its weights back from BackupAndRestore
+        initialize_reader(model, config, tokens)
     if epochs_done:
         print(f"Resuming {run_dir} after epoch {epochs_done} of {config.epochs}")
     clock = TrainingClock()

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_reviews import data, embeddings, train
+from lstm_reviews import data, embeddings, pretrain, train
 from lstm_reviews.config import Config, config_from_args
 
 TINY_ARGS = ["--vocab-size", "50", "--max-length", "40", "--embedding-dim", "8", "--units", "4",
@@ -64,13 +64,33 @@ def test_one_epoch_end_to_end_writes_the_run_directory(tiny_imdb, tmp_path, caps
 def test_training_starts_from_the_pretrained_word_vectors(tiny_imdb, tmp_path, pretrain):
     # A learning rate so small that the embedding stays where it started.
     flag = "--pretrain-embeddings" if pretrain else "--no-pretrain-embeddings"
-    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--learning-rate", "1e-12", flag)
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--learning-rate", "1e-12", flag,
+                     "--lm-epochs", "0")
     assert train.main(argv) == 0
     config = config_from_args(argv)
     vectors = embeddings.pretrained_embeddings(config, data.prepare_tokens(config))
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
     trained = model.get_layer("embedding").get_weights()[0]
     assert np.allclose(trained, vectors, atol=1e-6) == pretrain
+
+
+def test_training_starts_from_the_pretrained_language_model(tiny_imdb, tmp_path):
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--learning-rate", "1e-12",
+                     "--lm-epochs", "2")
+    assert train.main(argv) == 0
+    config = config_from_args(argv)
+    tokens = data.prepare_tokens(config)
+    # Cached by the run: this call loads it.
+    pretrained = pretrain.reader_weights(config, tokens)
+    assert len(pretrained["history"]) == 2
+    vectors = embeddings.pretrained_embeddings(config, tokens)
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    for name in ("embedding", "bidirectional_lstm"):
+        for stored, trained in zip(pretrained[name], model.get_layer(name).get_weights(),
+                                   strict=True):
+            np.testing.assert_allclose(trained, stored, atol=1e-6)
+    # The language model started from the word vectors and moved them.
+    assert not np.allclose(pretrained["embedding"][0], vectors, atol=1e-4)
 
 
 def test_one_training_step_changes_every_trainable_weight(tiny_imdb, tmp_path):
@@ -208,8 +228,9 @@ def test_trains_under_jax_without_tensorflow(tiny_imdb, tmp_path):
     # few XLA compilations (JAX compiles the step once per shape).
     argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--max-length", "8")
     config = config_from_args(argv)
-    # The caches, made with TensorFlow: token ids and the pretrained word vectors.
-    embeddings.pretrained_embeddings(config, data.prepare_tokens(config))
+    # The caches, made with TensorFlow: token ids, the word vectors, the language model.
+    tokens = data.prepare_tokens(config)
+    pretrain.reader_weights(config, tokens, embeddings.pretrained_embeddings(config, tokens))
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run([sys.executable, "-c", JAX_SCRIPT, *argv], env=env,
                             capture_output=True, text=True, timeout=240)

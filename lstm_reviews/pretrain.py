@@ -1,0 +1,299 @@
+"""Language-model pretraining: the embedding and the LSTM learn to read before they learn sentiment.
+
+The labeled reviews teach the classifier in an epoch or two, and then it memorizes them.
+IMDB's 50,000 unlabeled reviews hold far more reading. Before the classifier sees a label,
+its own embedding and LSTM learn to predict each next word from the words before it (the
+forward LSTM) and each previous word from the words after it (the backward LSTM), as
+ELMo's bidirectional language model does (Peters et al., 2018); Dai & Le (2015) showed
+language-model pretraining lifting LSTM classifiers on IMDB. The classifier starts from
+the weights this leaves.
+
+    ids of the training and unlabeled reviews (never validation or test text)
+      -> pieces of CHUNK_LENGTH tokens, each within one review              chunk_reviews()
+      -> embedding -> (bi)LSTM: the classifier's own layers                 build_language_model()
+      -> forward state at t, projected to the embedding size, scores word t+1;
+         the backward state at t scores word t-1. Scores are dot products with the
+         embedding (tied: the output words use the input's vectors) of the true word
+         and of NEGATIVES words sampled by frequency ** 0.75; softmax over those.
+      -> the weights of `embedding` and the LSTM layer, cached by settings    reader_weights()
+
+A softmax over all 30,000 words would cost 30,000 products per token; the sampled one
+costs NEGATIVES + 1, so an epoch over 17M tokens takes minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from lstm_reviews import data
+from lstm_reviews.model import reader_layers
+
+CHUNK_LENGTH = 128  # tokens per training piece: context enough for a next word, short enough to batch densely
+NEGATIVES = 64  # sampled wrong words per piece; the true word must outscore them
+BATCH_SIZE = 128  # pieces per step: ~16k tokens, as many as a classifier batch
+LEARNING_RATE = 2e-3  # Adam; cosine-decayed to 10% over the pretraining epochs
+SAMPLING_POWER = 0.75  # word2vec's: frequent words sampled less than their share
+BACKUP_EVERY_BATCHES = 200  # a killed pretraining loses at most this many steps
+FIRST_WORD_ID = 2  # 0 is padding, 1 is [UNK]: neither is a word to predict
+_FORMAT = 1
+
+
+def chunk_reviews(ids: Sequence[np.ndarray], length: int) -> np.ndarray:
+    """Cuts each review into pieces of `length` tokens; <int32>[pieces, length], right-padded.
+
+    No piece spans two reviews. Worked example, length 3: the reviews [5, 6, 7, 8] and
+    [9] give the pieces [5, 6, 7], [8, 0, 0] and [9, 0, 0]. Empty reviews give none.
+    """
+    if length <= 0:
+        raise ValueError(f"chunk length must be positive, got {length}")
+    pieces = []
+    for review in ids:
+        review = np.asarray(review, np.int32)
+        for start in range(0, len(review), length):
+            piece = np.zeros(length, np.int32)
+            part = review[start:start + length]
+            piece[:len(part)] = part
+            pieces.append(piece)
+    return np.stack(pieces) if pieces else np.zeros((0, length), np.int32)
+
+
+def sampling_probabilities(pieces: np.ndarray, vocab_size: int) -> np.ndarray:
+    """<float64>[vocab_size]: each word's count ** SAMPLING_POWER, normalized; 0 for padding,
+    [UNK] and unseen words (a word never read cannot be a useful wrong answer)."""
+    counts = np.bincount(pieces.ravel(), minlength=vocab_size).astype(np.float64)
+    counts[:FIRST_WORD_ID] = 0.0
+    weights = counts ** SAMPLING_POWER
+    if weights.sum() == 0:
+        raise ValueError("the reviews to pretrain on hold no words")
+    return weights / weights.sum()
+
+
+def shift_targets(pieces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(next, previous) <int32>[pieces, length]: the word after and before each position, 0 where
+    the piece has none. Worked example: [5, 6, 7] -> next [6, 7, 0], previous [0, 5, 6]."""
+    following = np.zeros_like(pieces)
+    following[:, :-1] = pieces[:, 1:]
+    preceding = np.zeros_like(pieces)
+    preceding[:, 1:] = pieces[:, :-1]
+    return following, preceding
+
+
+class LanguageModelBatches(keras.utils.PyDataset):
+    """Batches of pieces for the language model, from numpy alone (any backend).
+
+    Item i: ({"token_ids", "next_ids", "previous_ids"} each <int32>[batch, length],
+    "negative_ids" <int32>[batch, NEGATIVES]), zeros <float32>[batch] (Keras wants targets;
+    the model's output is its loss). Shuffled each epoch and the negatives drawn per item,
+    both seeded by (seed, epoch[, item]): the same seed gives the same batches.
+    """
+
+    def __init__(self, pieces: np.ndarray, probabilities: np.ndarray, batch_size: int, seed: int,
+                 negatives: int = NEGATIVES, **kwargs):
+        super().__init__(**kwargs)
+        self._pieces, self._probabilities = pieces, probabilities
+        self._batch_size, self._seed, self._negatives = batch_size, seed, negatives
+        self._epoch = 0
+        self._order = self._shuffled()
+
+    def _shuffled(self) -> np.ndarray:
+        return np.random.default_rng([self._seed, self._epoch]).permutation(len(self._pieces))
+
+    def __len__(self) -> int:
+        return -(-len(self._pieces) // self._batch_size)
+
+    def __getitem__(self, index):
+        rows = self._order[index * self._batch_size:(index + 1) * self._batch_size]
+        pieces = self._pieces[rows]
+        following, preceding = shift_targets(pieces)
+        rng = np.random.default_rng([self._seed, self._epoch, index])
+        negatives = rng.choice(len(self._probabilities), size=(len(rows), self._negatives),
+                               p=self._probabilities).astype(np.int32)
+        inputs = {"token_ids": pieces, "next_ids": following, "previous_ids": preceding,
+                  "negative_ids": negatives}
+        return inputs, np.zeros(len(rows), np.float32)
+
+    def on_epoch_end(self) -> None:
+        self._epoch += 1
+        self._order = self._shuffled()
+
+
+class SampledWordLoss(keras.layers.Layer):
+    """Cross-entropy of the true word against sampled wrong ones, averaged per piece.
+
+    Call: queries <float>[batch, time, E] (the projected LSTM states), targets <float>[batch,
+    time, E] and target_ids <int>[batch, time] (the word to predict at each step, 0 where
+    none), negatives <float>[batch, K, E] and negative_ids <int>[batch, K].
+    Returns <float32>[batch]: the mean over the steps that have a word to predict (0 if none).
+    A sampled word that happens to be the true one is left out of that step's softmax.
+    """
+
+    def call(self, queries, targets, target_ids, negatives, negative_ids):
+        queries = ops.cast(queries, "float32")
+        true_scores = ops.sum(queries * ops.cast(targets, "float32"), axis=-1)  # [batch, time]
+        wrong_scores = ops.einsum("bte,bke->btk", queries, ops.cast(negatives, "float32"))
+        hits = ops.expand_dims(target_ids, -1) == ops.expand_dims(negative_ids, 1)  # [b, t, k]
+        wrong_scores = ops.where(hits, ops.cast(-1e9, "float32"), wrong_scores)
+        scores = ops.concatenate([ops.expand_dims(true_scores, -1), wrong_scores], axis=-1)
+        step_losses = ops.logsumexp(scores, axis=-1) - true_scores  # [batch, time]
+        has_word = ops.cast(target_ids >= FIRST_WORD_ID, "float32")
+        count = ops.sum(has_word, axis=1)
+        return ops.sum(step_losses * has_word, axis=1) / ops.maximum(count, 1.0)
+
+    def compute_output_shape(self, queries_shape, *other_shapes):
+        return (queries_shape[0],)
+
+
+def _model_output_is_the_loss(unused_targets, piece_losses):
+    return piece_losses
+
+
+def build_language_model(config, vocab_size: int) -> keras.Model:
+    """The pretraining model around the classifier's reader layers (model.reader_layers).
+
+    Inputs as LanguageModelBatches yields them; output <float32>[batch]: each piece's loss,
+    forward and backward summed. Compiled with Adam; loss = that output's mean.
+    """
+    embedding, rnn = reader_layers(config, vocab_size)
+    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    next_ids = keras.Input(shape=(None,), dtype="int32", name="next_ids")
+    previous_ids = keras.Input(shape=(None,), dtype="int32", name="previous_ids")
+    negative_ids = keras.Input(shape=(None,), dtype="int32", name="negative_ids")
+    states = rnn(embedding(token_ids))  # [batch, time, units] or [batch, time, 2 * units]
+    negatives = embedding(negative_ids)
+    forward = keras.layers.Dense(config.embedding_dim, name="forward_head")(states[..., :config.units])
+    losses = SampledWordLoss(name="forward_loss")(forward, embedding(next_ids), next_ids,
+                                                  negatives, negative_ids)
+    if config.bidirectional:
+        backward = keras.layers.Dense(config.embedding_dim, name="backward_head")(
+            states[..., config.units:])
+        losses = losses + SampledWordLoss(name="backward_loss")(
+            backward, embedding(previous_ids), previous_ids, negatives, negative_ids)
+    return keras.Model([token_ids, next_ids, previous_ids, negative_ids], losses,
+                       name="language_model")
+
+
+def _compile(model: keras.Model, config, steps: int) -> None:
+    schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, decay_steps=max(steps, 1),
+                                                      alpha=0.1)
+    model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0),
+                  loss=_model_output_is_the_loss)
+
+
+READER_LAYERS = ("embedding", "lstm", "bidirectional_lstm")
+
+
+def reader_layer_names(model: keras.Model) -> list:
+    """The names of `model`'s reader layers (those model.reader_layers makes)."""
+    return [layer.name for layer in model.layers if layer.name in READER_LAYERS]
+
+
+def pretrain(config, pieces: np.ndarray, vocab_size: int, initial_embedding=None,
+             backup_dir: Optional[Path] = None, callbacks=(), batch_size: int = BATCH_SIZE) -> dict:
+    """Trains the language model on `pieces` for config.lm_epochs epochs.
+
+    pieces: <int32>[n, length] (chunk_reviews). initial_embedding: <float32>[vocab_size, E]
+    to start from (the word vectors), or None. backup_dir: BackupAndRestore's directory, so
+    a killed pretraining continues where it stopped. batch_size: pieces per step. Returns {layer name: [weights]} of the
+    reader layers, and "history": the per-epoch losses.
+    """
+    model = build_language_model(config, vocab_size)
+    if initial_embedding is not None:
+        model.get_layer("embedding").set_weights([initial_embedding])
+    batches = LanguageModelBatches(pieces, sampling_probabilities(pieces, vocab_size),
+                                   batch_size, config.seed)
+    _compile(model, config, config.lm_epochs * len(batches))
+    all_callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
+    if backup_dir is not None:
+        all_callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir),
+                                                              save_freq=BACKUP_EVERY_BATCHES))
+    history = model.fit(batches, epochs=config.lm_epochs, callbacks=all_callbacks, verbose=1,
+                        shuffle=False)
+    if model.stop_training:  # TerminateOnNaN: these weights are not worth keeping
+        raise RuntimeError("language-model pretraining stopped on a NaN loss")
+    weights = {name: model.get_layer(name).get_weights() for name in reader_layer_names(model)}
+    weights["history"] = [float(loss) for loss in history.history.get("loss", [])]
+    return weights
+
+
+def _cache_path(config, tokens) -> Path:
+    settings = {"format": _FORMAT, "tokens": tokens.settings, "epochs": config.lm_epochs,
+                "embedding_dim": config.embedding_dim, "units": config.units,
+                "bidirectional": config.bidirectional, "input_dropout": config.input_dropout,
+                "recurrent_dropout": config.recurrent_dropout, "seed": config.seed,
+                "word_vectors": config.pretrain_embeddings, "chunk": CHUNK_LENGTH,
+                "negatives": NEGATIVES, "batch": BATCH_SIZE, "learning_rate": LEARNING_RATE}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(config.cache_dir) / f"reader-{key}.npz"
+
+
+def _save(path: Path, weights: dict) -> None:
+    arrays = {f"{name}/{index}": array for name, layer_weights in weights.items()
+              if name != "history" for index, array in enumerate(layer_weights)}
+    arrays["history"] = np.asarray(weights.get("history", []), np.float64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    with open(partial, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(partial, path)
+
+
+def _load(path: Path) -> dict:
+    weights: dict = {}
+    with np.load(path) as stored:
+        for key in sorted(stored.files, key=lambda k: (k.split("/")[0], int(k.split("/")[-1])
+                                                       if "/" in k else -1)):
+            if key == "history":
+                weights["history"] = stored[key].tolist()
+                continue
+            name, _ = key.split("/")
+            weights.setdefault(name, []).append(stored[key])
+    return weights
+
+
+def reader_weights(config, tokens, initial_embedding=None) -> dict:
+    """Pretrained {layer name: [weights]} for the classifier's reader layers; cached.
+
+    Pretrains on the training split and the unlabeled reviews (TensorFlow needed the first
+    time, to vectorize them); later runs with the same settings load the cache with NumPy.
+    """
+    path = _cache_path(config, tokens)
+    if path.exists():
+        print(f"Pretrained reader layers from {path}")
+        return _load(path)
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise data.DataError(
+            f"the pretrained language model is not cached at {path} and making it needs "
+            f"TensorFlow; run once with TensorFlow installed, or pass --lm-epochs 0") from None
+    started = time.perf_counter()
+    unlabeled = data.unlabeled_ids(config, tokens.vocabulary)
+    pieces = chunk_reviews(list(tokens.train.ids) + unlabeled, CHUNK_LENGTH)
+    tokens_count = int(np.sum(pieces > 0))
+    print(f"Language-model pretraining: {len(tokens.train.ids)} training and {len(unlabeled)} "
+          f"unlabeled reviews, {len(pieces)} pieces, {tokens_count} tokens, "
+          f"{config.lm_epochs} epoch(s)")
+    backup_dir = path.with_name(path.stem + "-backup")
+    weights = pretrain(config, pieces, len(tokens.vocabulary), initial_embedding, backup_dir)
+    _save(path, weights)
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    print(f"Pretrained in {time.perf_counter() - started:.0f} s, cached at {path}")
+    return weights
+
+
+def load_into(model: keras.Model, weights: dict) -> None:
+    """Sets `model`'s reader layers from reader_weights' dict; the shapes must match."""
+    for name in reader_layer_names(model):
+        if name not in weights:
+            raise ValueError(f"pretrained weights have no layer {name!r}: {sorted(weights)}")
+        model.get_layer(name).set_weights(weights[name])

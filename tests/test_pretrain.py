@@ -1,0 +1,140 @@
+"""Language-model pretraining: pieces, targets, the sampled loss, learning, caching, transfer."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from lstm_reviews import data, pretrain
+from lstm_reviews.config import Config
+from lstm_reviews.model import build_model
+
+
+def small_config(tmp_path, **overrides) -> Config:
+    values = dict(cache_dir=str(tmp_path / "cache"), vocab_size=60, embedding_dim=8, units=6,
+                  lm_epochs=1, input_dropout=0.0, seed=3)
+    values.update(overrides)
+    return Config(**values)
+
+
+def test_chunk_reviews_worked_example():
+    pieces = pretrain.chunk_reviews([np.array([5, 6, 7, 8]), np.array([9]), np.array([], int)], 3)
+    np.testing.assert_array_equal(pieces, [[5, 6, 7], [8, 0, 0], [9, 0, 0]])
+    assert pieces.dtype == np.int32
+    assert pretrain.chunk_reviews([], 4).shape == (0, 4)
+    with pytest.raises(ValueError, match="got 0"):
+        pretrain.chunk_reviews([np.array([5])], 0)
+
+
+def test_shift_targets_worked_example():
+    following, preceding = pretrain.shift_targets(np.array([[5, 6, 7], [8, 0, 0]]))
+    np.testing.assert_array_equal(following, [[6, 7, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(preceding, [[0, 5, 6], [0, 8, 0]])
+
+
+def test_sampling_probabilities_follow_count_to_the_three_quarters():
+    pieces = np.array([[2, 2, 2, 2, 2, 2, 2, 2, 3, 1], [3, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
+    probabilities = pretrain.sampling_probabilities(pieces, vocab_size=5)
+    expected = np.array([0.0, 0.0, 8 ** 0.75, 2 ** 0.75, 0.0])
+    np.testing.assert_allclose(probabilities, expected / expected.sum())
+    with pytest.raises(ValueError, match="no words"):
+        pretrain.sampling_probabilities(np.array([[0, 1, 0]]), vocab_size=5)
+
+
+def test_sampled_word_loss_matches_numpy():
+    rng = np.random.default_rng(0)
+    batch, time, size, wrong = 3, 5, 4, 6
+    queries = rng.normal(size=(batch, time, size)).astype("float32")
+    targets = rng.normal(size=(batch, time, size)).astype("float32")
+    negatives = rng.normal(size=(batch, wrong, size)).astype("float32")
+    target_ids = rng.integers(2, 9, size=(batch, time)).astype("int32")
+    target_ids[0, 3:] = 0  # no word to predict there
+    target_ids[2, :] = 0  # a piece with nothing to predict
+    negative_ids = rng.integers(2, 9, size=(batch, wrong)).astype("int32")
+    negative_ids[1, 2] = target_ids[1, 0]  # an accidental hit: left out of that step
+
+    losses = keras.ops.convert_to_numpy(pretrain.SampledWordLoss()(
+        queries, targets, target_ids, negatives, negative_ids))
+
+    expected = np.zeros(batch)
+    for b in range(batch):
+        steps = []
+        for t in range(time):
+            if target_ids[b, t] < 2:
+                continue
+            true = queries[b, t] @ targets[b, t]
+            keep = negative_ids[b] != target_ids[b, t]
+            scores = np.concatenate([[true], (negatives[b] @ queries[b, t])[keep]])
+            steps.append(np.log(np.sum(np.exp(scores))) - true)
+        expected[b] = np.mean(steps) if steps else 0.0
+    np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_batches_are_seeded_and_shaped():
+    pieces = pretrain.chunk_reviews([np.arange(2, 40)] * 5, 8)
+    probabilities = pretrain.sampling_probabilities(pieces, 50)
+    first = pretrain.LanguageModelBatches(pieces, probabilities, batch_size=4, seed=7)
+    again = pretrain.LanguageModelBatches(pieces, probabilities, batch_size=4, seed=7)
+    assert len(first) == -(-len(pieces) // 4)
+    inputs, targets = first[0]
+    same, _ = again[0]
+    for name in ("token_ids", "next_ids", "previous_ids", "negative_ids"):
+        np.testing.assert_array_equal(inputs[name], same[name])
+    assert inputs["token_ids"].shape == (4, 8) and targets.shape == (4,)
+    assert inputs["negative_ids"].shape == (4, pretrain.NEGATIVES)
+    assert inputs["negative_ids"].min() >= 2 and inputs["negative_ids"].max() < 40
+    np.testing.assert_array_equal(inputs["next_ids"][:, :-1], inputs["token_ids"][:, 1:])
+    first.on_epoch_end()
+    reshuffled, _ = first[0]
+    assert not np.array_equal(reshuffled["negative_ids"], same["negative_ids"])
+
+
+def test_pretraining_learns_a_predictable_language(tmp_path):
+    # Words that always follow one another: 2 3 4 5 6 7 2 3 ...; a model that reads can
+    # name the next and previous word, so the loss must fall far below chance.
+    keras.utils.set_random_seed(0)
+    reviews = [np.tile(np.arange(2, 8), 6)[offset:offset + 30] for offset in range(6)] * 20
+    pieces = pretrain.chunk_reviews(reviews, 10)
+    config = small_config(tmp_path, lm_epochs=8)
+    weights = pretrain.pretrain(config, pieces, vocab_size=10, batch_size=8)
+    losses = weights["history"]
+    chance = 2 * np.log(1 + pretrain.NEGATIVES)  # both directions, all scores equal
+    assert len(losses) == 8 and losses[0] > losses[-1]
+    assert losses[-1] < 0.25 * chance, losses
+    assert set(weights) == {"embedding", "bidirectional_lstm", "history"}
+
+
+def test_reader_weights_are_cached_and_load_into_the_classifier(tiny_imdb, tmp_path, monkeypatch):
+    config = small_config(tmp_path, data=str(tiny_imdb))
+    tokens = data.prepare_tokens(config)
+    weights = pretrain.reader_weights(config, tokens)
+    assert len(list((tmp_path / "cache").glob("reader-*.npz"))) == 1
+    assert not list((tmp_path / "cache").glob("*-backup"))  # removed once the cache is written
+    # The second call reads the cache: it never loads reviews nor trains.
+    monkeypatch.setattr(data, "load_unlabeled", lambda config: pytest.fail("cache not used"))
+    monkeypatch.setattr(pretrain, "pretrain", lambda *args, **kwargs: pytest.fail("retrained"))
+    cached = pretrain.reader_weights(config, tokens)
+    for name in ("embedding", "bidirectional_lstm"):
+        for stored, loaded in zip(weights[name], cached[name], strict=True):
+            np.testing.assert_array_equal(stored, loaded)
+
+    classifier = build_model(config, len(tokens.vocabulary))
+    pretrain.load_into(classifier, cached)
+    for name in ("embedding", "bidirectional_lstm"):
+        for stored, loaded in zip(weights[name], classifier.get_layer(name).get_weights(),
+                                  strict=True):
+            np.testing.assert_array_equal(stored, loaded)
+
+
+def test_load_into_refuses_weights_of_another_shape(tmp_path):
+    keras.utils.set_random_seed(0)
+    config = small_config(tmp_path, lm_epochs=1)
+    pieces = pretrain.chunk_reviews([np.arange(2, 12)] * 4, 5)
+    weights = pretrain.pretrain(config, pieces, vocab_size=12)
+    other = build_model(small_config(tmp_path, units=7), 12)
+    with pytest.raises(ValueError):
+        pretrain.load_into(other, weights)
+    del weights["bidirectional_lstm"]
+    with pytest.raises(ValueError, match="no layer 'bidirectional_lstm'"):
+        pretrain.load_into(build_model(config, 12), weights)
