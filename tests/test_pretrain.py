@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -138,3 +140,39 @@ def test_load_into_refuses_weights_of_another_shape(tmp_path):
     del weights["bidirectional_lstm"]
     with pytest.raises(ValueError, match="no layer 'bidirectional_lstm'"):
         pretrain.load_into(build_model(config, 12), weights)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_pretraining_continues_from_its_backup(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrain, "BACKUP_EVERY_BATCHES", 2)
+    config = small_config(tmp_path, lm_epochs=2)
+    pieces = pretrain.chunk_reviews([np.arange(2, 12)] * 12, 5)  # 24 pieces: 6 batches of 4
+    backup_dir = tmp_path / "backup"
+
+    def stop_in_epoch_1_after_batch_3(batch, logs):
+        if seen_epochs[-1] == 1 and batch == 2:
+            raise Interrupt
+
+    seen_epochs = []
+    interrupt = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch),
+        on_train_batch_end=stop_in_epoch_1_after_batch_3)
+    keras.utils.set_random_seed(0)
+    with pytest.raises(Interrupt):
+        pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir, callbacks=[interrupt],
+                          batch_size=4)
+    # Saved in epoch 1 (0-based) after its second batch; the stop came after the third.
+    assert json.loads((backup_dir / "training_metadata.json").read_text()) == {"epoch": 1, "batch": 1}
+
+    seen_epochs, seen_batches = [], []
+    recorder = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch),
+        on_train_batch_begin=lambda batch, logs: seen_batches.append(batch))
+    weights = pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir, callbacks=[recorder],
+                                batch_size=4)
+    assert seen_epochs == [1]  # epoch 0 is not trained again
+    assert len(seen_batches) == 6  # Keras replays the epoch's batches from the backed-up weights
+    assert set(weights) == {"embedding", "bidirectional_lstm", "history"}
