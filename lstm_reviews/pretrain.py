@@ -250,13 +250,10 @@ def _save(path: Path, weights: dict) -> None:
 def _load(path: Path) -> dict:
     weights: dict = {}
     with np.load(path) as stored:
-        for key in sorted(stored.files, key=lambda k: (k.split("/")[0], int(k.split("/")[-1])
-                                                       if "/" in k else -1)):
-            if key == "history":
-                weights["history"] = stored[key].tolist()
-                continue
-            name, _ = key.split("/")
-            weights.setdefault(name, []).append(stored[key])
+        weights["history"] = stored["history"].tolist()
+        layer_keys = [key.split("/") for key in stored.files if key != "history"]
+        for name, index in sorted(layer_keys, key=lambda pair: (pair[0], int(pair[1]))):
+            weights.setdefault(name, []).append(stored[f"{name}/{index}"])
     return weights
 
 
