@@ -137,14 +137,40 @@ def _file_identity(path: Path) -> dict:
     return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _short_hash(value) -> str:
+def short_hash(value) -> str:
+    """12 hex digits of the SHA-256 of `value` as sorted JSON: the key in a cache file's name."""
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def write_atomically(path: Path, write) -> None:
+    """Calls write(binary file) on a temporary file beside `path`, then renames it over `path`.
+
+    os.replace is atomic: readers see the old file or the whole new one, never a torn write.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def require_tensorflow(what: str, path: Path, instead: str) -> None:
+    """Raises DataError if TensorFlow is missing: `what`, not cached at `path`, needs it."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise DataError(f"{what} is not cached at {path} and making it needs TensorFlow; run "
+                        f"once with TensorFlow installed, or pass {instead}") from None
 
 
 def _extract(tarball: Path) -> Path:
     """Extracts the tarball once into the Keras cache; returns its aclImdb directory."""
     parent = _keras_datasets_dir() / "lstm_reviews"
-    target = parent / f"aclImdb-{_short_hash(_file_identity(tarball))}"
+    target = parent / f"aclImdb-{short_hash(_file_identity(tarball))}"
     if _is_imdb_dir(target):
         return target
     try:
@@ -531,7 +557,7 @@ def token_settings(config) -> dict:
 def token_cache_path(config, settings: Optional[dict] = None) -> Path:
     """<cache_dir>/tokens-<12 hex digits of the settings' hash>.npz"""
     settings = token_settings(config) if settings is None else settings
-    return Path(config.cache_dir) / f"tokens-{_short_hash(settings)}.npz"
+    return Path(config.cache_dir) / f"tokens-{short_hash(settings)}.npz"
 
 
 def _save_token_cache(path: Path, data: TokenData) -> None:
@@ -544,15 +570,8 @@ def _save_token_cache(path: Path, data: TokenData) -> None:
         offsets = np.concatenate([[0], np.cumsum(split.lengths())])
         arrays[f"{name}_offsets"] = offsets.astype(np.int64)
         arrays[f"{name}_labels"] = split.labels.astype(np.int32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)  # uncompressed: loads in well under a second
-        os.replace(temporary, path)  # atomic: readers see the old file or the whole new one
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # Uncompressed: loads in well under a second.
+    write_atomically(path, lambda file: np.savez(file, **arrays))
 
 
 def load_token_cache(path) -> TokenData:

@@ -21,9 +21,6 @@ counts[2,4] = counts[4,2] = 1; padding (0) and [UNK] (1) are never counted.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -120,8 +117,7 @@ def word_vectors(ids: Sequence[np.ndarray], vocab_size: int, dim: int, window: i
 def _cache_path(config, tokens) -> tuple[Path, dict]:
     settings = {"format": _FORMAT, "tokens": tokens.settings, "dim": config.embedding_dim,
                 "window": WINDOW, "seed": config.seed}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(config.cache_dir) / f"vectors-{key}.npy", settings
+    return Path(config.cache_dir) / f"vectors-{data.short_hash(settings)}.npy", settings
 
 
 def pretrained_embeddings(config, tokens) -> np.ndarray:
@@ -134,21 +130,12 @@ def pretrained_embeddings(config, tokens) -> np.ndarray:
     path, settings = _cache_path(config, tokens)
     if path.exists():
         return np.load(path)
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        raise data.DataError(
-            f"pretrained word vectors are not cached at {path} and making them needs TensorFlow; "
-            f"run once with TensorFlow installed, or pass --no-pretrain-embeddings") from None
+    data.require_tensorflow("the pretrained word vectors", path, "--no-pretrain-embeddings")
     started = time.perf_counter()
     unlabeled_ids = data.unlabeled_ids(config, tokens.vocabulary)
     vectors = word_vectors(list(tokens.train.ids) + unlabeled_ids, len(tokens.vocabulary),
                            config.embedding_dim, seed=config.seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
-    with open(partial, "wb") as handle:
-        np.save(handle, vectors)
-    os.replace(partial, path)
+    data.write_atomically(path, lambda file: np.save(file, vectors))
     print(f"Word vectors from {len(tokens.train.ids)} training and {len(unlabeled_ids)} unlabeled "
           f"reviews in {time.perf_counter() - started:.0f} s, cached at {path}")
     return vectors

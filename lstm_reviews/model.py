@@ -22,6 +22,8 @@ from keras import ops
 from lstm_reviews.cell import LSTMCell
 
 POOLING_MODES = ("max", "max_mean")
+# The names reader_layers gives: the layers a language model pretrains for the classifier.
+READER_LAYERS = ("embedding", "lstm", "bidirectional_lstm")
 
 
 @keras.saving.register_keras_serializable(package="lstm_reviews")

@@ -23,9 +23,6 @@ costs NEGATIVES + 1, so an epoch over 17M tokens takes minutes on a CPU.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -36,7 +33,7 @@ import numpy as np
 from keras import ops
 
 from lstm_reviews import data
-from lstm_reviews.model import reader_layers
+from lstm_reviews.model import READER_LAYERS, reader_layers
 
 CHUNK_LENGTH = 128  # tokens per training piece: context enough for a next word, short enough to batch densely
 NEGATIVES = 64  # sampled wrong words per piece; the true word must outscore them
@@ -189,9 +186,6 @@ def _compile(model: keras.Model, config, steps: int) -> None:
                   loss=_model_output_is_the_loss)
 
 
-READER_LAYERS = ("embedding", "lstm", "bidirectional_lstm")
-
-
 def reader_layer_names(model: keras.Model) -> list:
     """The names of `model`'s reader layers (those model.reader_layers makes)."""
     return [layer.name for layer in model.layers if layer.name in READER_LAYERS]
@@ -232,19 +226,14 @@ def _cache_path(config, tokens) -> Path:
                 "recurrent_dropout": config.recurrent_dropout, "seed": config.seed,
                 "word_vectors": config.pretrain_embeddings, "chunk": CHUNK_LENGTH,
                 "negatives": NEGATIVES, "batch": BATCH_SIZE, "learning_rate": LEARNING_RATE}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(config.cache_dir) / f"reader-{key}.npz"
+    return Path(config.cache_dir) / f"reader-{data.short_hash(settings)}.npz"
 
 
 def _save(path: Path, weights: dict) -> None:
     arrays = {f"{name}/{index}": array for name, layer_weights in weights.items()
               if name != "history" for index, array in enumerate(layer_weights)}
     arrays["history"] = np.asarray(weights.get("history", []), np.float64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
-    with open(partial, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(partial, path)
+    data.write_atomically(path, lambda file: np.savez(file, **arrays))
 
 
 def _load(path: Path) -> dict:
@@ -267,12 +256,7 @@ def reader_weights(config, tokens, initial_embedding=None) -> dict:
     if path.exists():
         print(f"Pretrained reader layers from {path}")
         return _load(path)
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        raise data.DataError(
-            f"the pretrained language model is not cached at {path} and making it needs "
-            f"TensorFlow; run once with TensorFlow installed, or pass --lm-epochs 0") from None
+    data.require_tensorflow("the pretrained language model", path, "--lm-epochs 0")
     started = time.perf_counter()
     unlabeled = data.unlabeled_ids(config, tokens.vocabulary)
     pieces = chunk_reviews(list(tokens.train.ids) + unlabeled, CHUNK_LENGTH)
