@@ -341,10 +341,10 @@ def train_and_evaluate(config: Config, run_dir=None, *, callbacks=(),
     # Bucketing makes the count vary a little between epochs: the schedule needs only its scale.
     steps_per_epoch = -(-len(tokens.train.labels) // config.batch_size)
     model = compile_model(build_model(config, len(vocabulary)), config, steps_per_epoch)
-    if not epochs_done:  # a resumed run gets its weights back from BackupAndRestore
-        initialize_reader(model, config, tokens)
-    if epochs_done:
+    if epochs_done:  # BackupAndRestore brings the weights back: no fresh start to make
         print(f"Resuming {run_dir} after epoch {epochs_done} of {config.epochs}")
+    else:
+        initialize_reader(model, config, tokens)
     clock = TrainingClock()
     all_callbacks = make_callbacks(config, run_dir, history_rows, backup_every_batches)
     all_callbacks += [clock, *callbacks]
