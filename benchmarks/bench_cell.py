@@ -8,7 +8,8 @@ Tokens/s counts every position of a batch, padding included: batch_size * seq_le
 
 The backend comes from KERAS_BACKEND (or --backend, which sets it before Keras loads):
 
-    KERAS_BACKEND=tensorflow python benchmarks/bench_cell.py --batch-size 64 --seq-len 200 --units 64
+    KERAS_BACKEND=tensorflow python benchmarks/bench_cell.py \
+        --batch-size 64 --seq-len 200 --units 64
     KERAS_BACKEND=jax python benchmarks/bench_cell.py --json results-jax.json
 
 Only Keras and NumPy are used here, so the JAX run does not need TensorFlow.
@@ -47,18 +48,26 @@ def build_parser():
     parser.add_argument("--embedding-dim", type=_positive_int, default=64)
     parser.add_argument("--vocab", type=_positive_int, default=10000, help="vocabulary size")
     parser.add_argument("--steps", type=_positive_int, default=5, help="timed steps per repetition")
-    parser.add_argument("--repeats", type=_positive_int, default=3,
-                        help="repetitions, alternating which model goes first")
+    parser.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=3,
+        help="repetitions, alternating which model goes first",
+    )
     parser.add_argument("--warmup", type=_positive_int, default=2, help="untimed steps first")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", choices=BACKENDS,
-                        help="Keras backend (default: KERAS_BACKEND, else Keras' config)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="Keras backend (default: KERAS_BACKEND, else Keras' config)",
+    )
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write the results here")
     return parser
 
 
 def synthetic_batches(count, batch_size, seq_len, vocab, seed):
-    """count batches of (ids <int32>[batch, seq_len] right-padded with 0, labels <float32>[batch])."""
+    """count batches of (ids <int32>[batch, seq_len] right-padded with 0,
+    labels <float32>[batch])."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -80,15 +89,19 @@ def build_model(kind, args):
     from lstm_reviews.cell import LSTMCell
 
     ids = keras.Input(shape=(args.seq_len,), dtype="int32", name="token_ids")
-    x = keras.layers.Embedding(args.vocab, args.embedding_dim, mask_zero=True, name="embedding")(ids)
+    x = keras.layers.Embedding(args.vocab, args.embedding_dim, mask_zero=True, name="embedding")(
+        ids
+    )
     if kind == "ours":
         recurrent = keras.layers.RNN(LSTMCell(args.units), name="lstm")
     else:
         recurrent = keras.layers.LSTM(args.units, name="lstm")
     logit = keras.layers.Dense(1, name="logit")(recurrent(x))
     model = keras.Model(ids, logit, name=f"{kind}_lstm")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
     return model
 
 
@@ -107,17 +120,18 @@ def run(args):
     # weights need no seed anyway: "ours" gets a copy of "keras"'s.
     models = {"ours": build_model("ours", args), "keras": build_model("keras", args)}
     models["ours"].set_weights(models["keras"].get_weights())
-    batches = synthetic_batches(args.warmup + args.steps, args.batch_size, args.seq_len,
-                                args.vocab, args.seed)
-    warmup, timed = batches[:args.warmup], batches[args.warmup:]
+    batches = synthetic_batches(
+        args.warmup + args.steps, args.batch_size, args.seq_len, args.vocab, args.seed
+    )
+    warmup, timed = batches[: args.warmup], batches[args.warmup :]
 
     # Same weights, same input: the two models must agree before anything is timed.
     predictions = {kind: model.predict_on_batch(timed[0][0]) for kind, model in models.items()}
     agreement = float(np.max(np.abs(predictions["ours"] - predictions["keras"])))
 
     steps = {
-        "train": lambda model: (lambda ids, labels: model.train_on_batch(ids, labels)),
-        "infer": lambda model: (lambda ids, labels: model.predict_on_batch(ids)),
+        "train": lambda model: lambda ids, labels: model.train_on_batch(ids, labels),
+        "infer": lambda model: lambda ids, labels: model.predict_on_batch(ids),
     }
     for model in models.values():
         for make in steps.values():
@@ -131,21 +145,26 @@ def run(args):
             for kind in order:
                 rates[kind][phase].append(tokens / _time(make(models[kind]), timed))
 
-    median = {kind: {phase: statistics.median(values) for phase, values in by_phase.items()}
-              for kind, by_phase in rates.items()}
+    median = {
+        kind: {phase: statistics.median(values) for phase, values in by_phase.items()}
+        for kind, by_phase in rates.items()
+    }
     return {
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs visible",
         "tensorflow_imported": sys.modules.get("tensorflow") is not None,
-        "settings": {key: (str(value) if isinstance(value, Path) else value)
-                     for key, value in vars(args).items()},
+        "settings": {
+            key: (str(value) if isinstance(value, Path) else value)
+            for key, value in vars(args).items()
+        },
         "max_abs_prediction_difference": agreement,
         "tokens_per_second": median,
         "all_runs_tokens_per_second": rates,
-        "ratio_ours_over_keras": {phase: median["ours"][phase] / median["keras"][phase]
-                                  for phase in steps},
+        "ratio_ours_over_keras": {
+            phase: median["ours"][phase] / median["keras"][phase] for phase in steps
+        },
     }
 
 
@@ -160,19 +179,25 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.backend:
         if "keras" in sys.modules and sys.modules["keras"].backend.backend() != args.backend:
-            sys.exit(f"error: Keras is already loaded with another backend; cannot switch to "
-                     f"{args.backend!r}")
+            sys.exit(
+                f"error: Keras is already loaded with another backend; cannot switch to "
+                f"{args.backend!r}"
+            )
         os.environ["KERAS_BACKEND"] = args.backend
     if args.json is not None and args.json.is_dir():
         sys.exit(f"error: --json {args.json} is a directory; give a file name")
 
     results = run(args)
     speed = results["tokens_per_second"]
-    print(f"backend {results['backend']} (Keras {results['keras_version']}), "
-          f"{results['machine']}; TensorFlow imported: {results['tensorflow_imported']}")
-    print(f"batch {args.batch_size} x seq_len {args.seq_len}, units {args.units}, "
-          f"{args.steps} steps x {args.repeats} repeats; max |ours - keras| prediction "
-          f"{results['max_abs_prediction_difference']:.2e}")
+    print(
+        f"backend {results['backend']} (Keras {results['keras_version']}), "
+        f"{results['machine']}; TensorFlow imported: {results['tensorflow_imported']}"
+    )
+    print(
+        f"batch {args.batch_size} x seq_len {args.seq_len}, units {args.units}, "
+        f"{args.steps} steps x {args.repeats} repeats; max |ours - keras| prediction "
+        f"{results['max_abs_prediction_difference']:.2e}"
+    )
     print(f"{'':8}{'train tokens/s':>16}{'infer tokens/s':>16}")
     for kind in ("ours", "keras"):
         print(f"{kind:8}{speed[kind]['train']:16,.0f}{speed[kind]['infer']:16,.0f}")

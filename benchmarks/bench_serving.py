@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # the export needs it; only used without --model
+os.environ.setdefault(
+    "KERAS_BACKEND", "tensorflow"
+)  # the export needs it; only used without --model
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -38,6 +40,7 @@ def build_untrained_export(root: Path) -> Path:
     from lstm_reviews.config import Config
     from lstm_reviews.export import export_saved_model
     from lstm_reviews.model import build_model
+    from lstm_reviews.rundir import RunDir
 
     config = Config(output_dir=str(root / "run"), export_dir=str(root / "saved_models"))
     run_dir = Path(config.output_dir)
@@ -45,8 +48,8 @@ def build_untrained_export(root: Path) -> Path:
     keras.utils.set_random_seed(config.seed)
     # The vocabulary's content does not matter for speed, only its size.
     vocabulary = ["", "[UNK]"] + [f"word{index}" for index in range(config.vocab_size - 2)]
-    config.save(run_dir / "config.json")
-    (run_dir / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    RunDir(run_dir).write_config(config)
+    RunDir(run_dir).write_vocabulary(vocabulary)
     build_model(config, len(vocabulary)).save(run_dir / "model.keras")
     return export_saved_model(run_dir, config.export_dir)
 
@@ -65,15 +68,25 @@ def percentile_ms(seconds: list[float], q: float) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", help="SavedModel: model directory (highest version) or a version "
-                        "directory; default: export a fresh untrained default-size model")
-    parser.add_argument("--words", type=int, default=230, help="words per review for the latency runs")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        help="SavedModel: model directory (highest version) or a version "
+        "directory; default: export a fresh untrained default-size model",
+    )
+    parser.add_argument(
+        "--words", type=int, default=230, help="words per review for the latency runs"
+    )
     parser.add_argument("--single-runs", type=int, default=100, help="timed single-review calls")
-    parser.add_argument("--batch-sizes", default="32,128", help="comma-separated batch sizes for throughput")
+    parser.add_argument(
+        "--batch-sizes", default="32,128", help="comma-separated batch sizes for throughput"
+    )
     parser.add_argument("--batches", type=int, default=8, help="timed batches per batch size")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before each measurement")
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed calls before each measurement"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -81,23 +94,26 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from lstm_reviews.predict import ModelError, resolve_model_dir
+    from lstm_reviews.errors import UserError
+    from lstm_reviews.predict import resolve_model_dir
     from lstm_reviews.train import cpu_model
 
     with tempfile.TemporaryDirectory() as scratch:
         if args.model:
             try:
                 version = resolve_model_dir(args.model)
-            except ModelError as error:
+            except UserError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
             note = f"SavedModel {version}"
         else:
             started = time.perf_counter()
             version = build_untrained_export(Path(scratch))
-            note = (f"fresh UNTRAINED default-size model (vocabulary 30000, embedding 128, BiLSTM 64, "
-                    f"max_length 600), exported in {time.perf_counter() - started:.1f} s; "
-                    "trained weights run at the same speed")
+            note = (
+                f"fresh UNTRAINED default-size model (vocabulary 30000, embedding 128, BiLSTM 64, "
+                f"max_length 600), exported in {time.perf_counter() - started:.1f} s; "
+                "trained weights run at the same speed"
+            )
         serve = tf.saved_model.load(str(version)).signatures["serving_default"]
         input_name = next(iter(serve.structured_input_signature[1]))
 
@@ -105,19 +121,27 @@ def main(argv=None) -> int:
             return serve(**{input_name: tf.constant(texts)})["probability"].numpy()
 
         rng = np.random.default_rng(args.seed)
-        results = {"model": note, "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-                   "tensorflow": tf.__version__}
+        results = {
+            "model": note,
+            "cpu": cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "tensorflow": tf.__version__,
+        }
 
         singles = synthetic_reviews(args.single_runs + args.warmup, rng, words=args.words)
         for text in singles[: args.warmup]:
             call([text])
         latencies = []
-        for text in singles[args.warmup:]:
+        for text in singles[args.warmup :]:
             started = time.perf_counter()
             call([text])
             latencies.append(time.perf_counter() - started)
-        results["single"] = {"words": args.words, "runs": len(latencies),
-                             "p50_ms": percentile_ms(latencies, 50), "p99_ms": percentile_ms(latencies, 99)}
+        results["single"] = {
+            "words": args.words,
+            "runs": len(latencies),
+            "p50_ms": percentile_ms(latencies, 50),
+            "p99_ms": percentile_ms(latencies, 99),
+        }
 
         results["throughput"] = []
         for size in batch_sizes:
@@ -125,25 +149,39 @@ def main(argv=None) -> int:
             for batch in batches[: args.warmup]:
                 call(batch)
             started = time.perf_counter()
-            for batch in batches[args.warmup:]:
+            for batch in batches[args.warmup :]:
                 call(batch)
             elapsed = time.perf_counter() - started
             words = np.mean([len(text.split()) for batch in batches for text in batch])
-            results["throughput"].append({"batch_size": size, "batches": args.batches,
-                                          "mean_words": float(words),
-                                          "reviews_per_s": size * args.batches / elapsed})
+            results["throughput"].append(
+                {
+                    "batch_size": size,
+                    "batches": args.batches,
+                    "mean_words": float(words),
+                    "reviews_per_s": size * args.batches / elapsed,
+                }
+            )
 
     print(f"model: {results['model']}")
     # Other processes' load skews the numbers on a shared machine: show it beside them.
-    results["load_average_1min"] = round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
-    print(f"machine: {results['cpu']}, {results['cpu_count']} CPUs visible, load average "
-          f"{results['load_average_1min']}; TensorFlow {tf.__version__}")
+    results["load_average_1min"] = (
+        round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
+    )
+    print(
+        f"machine: {results['cpu']}, {results['cpu_count']} CPUs visible, load average "
+        f"{results['load_average_1min']}; TensorFlow {tf.__version__}"
+    )
     single = results["single"]
-    print(f"single review ({single['words']} words, {single['runs']} calls): "
-          f"p50 {single['p50_ms']:.1f} ms, p99 {single['p99_ms']:.1f} ms")
+    print(
+        f"single review ({single['words']} words, {single['runs']} calls): "
+        f"p50 {single['p50_ms']:.1f} ms, p99 {single['p99_ms']:.1f} ms"
+    )
     for row in results["throughput"]:
-        print(f"batch {row['batch_size']:4d} (IMDB-like lengths, mean {row['mean_words']:.0f} words): "
-              f"{row['reviews_per_s']:.1f} reviews/s")
+        print(
+            f"batch {row['batch_size']:4d} "
+            f"(IMDB-like lengths, mean {row['mean_words']:.0f} words): "
+            f"{row['reviews_per_s']:.1f} reviews/s"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -116,11 +116,13 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         if not self.unit_forget_bias:
             return self.bias_initializer(shape, dtype=dtype)
         units = self.units
-        return ops.concatenate([
-            self.bias_initializer((units,), dtype=dtype),
-            keras.initializers.Ones()((units,), dtype=dtype),
-            self.bias_initializer((2 * units,), dtype=dtype),
-        ])
+        return ops.concatenate(
+            [
+                self.bias_initializer((units,), dtype=dtype),
+                keras.initializers.Ones()((units,), dtype=dtype),
+                self.bias_initializer((2 * units,), dtype=dtype),
+            ]
+        )
 
     def call(self, inputs, states, training=False):
         """inputs: <float>[batch, input_dim]; states: [h, c], each <float>[batch, units].
@@ -154,7 +156,9 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         h = output_gate * ops.tanh(c)  # h_t
 
         if self.return_gates:
-            output = ops.concatenate([h, c, input_gate, forget_gate, output_gate, candidate], axis=-1)
+            output = ops.concatenate(
+                [h, c, input_gate, forget_gate, output_gate, candidate], axis=-1
+            )
         else:
             output = h
         return output, [output, c]
@@ -171,18 +175,20 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "units": self.units,
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            "unit_forget_bias": self.unit_forget_bias,
-            "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout,
-            "return_gates": self.return_gates,
-            "seed": self.seed,
-        })
+        config.update(
+            {
+                "units": self.units,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "unit_forget_bias": self.unit_forget_bias,
+                "dropout": self.dropout,
+                "recurrent_dropout": self.recurrent_dropout,
+                "return_gates": self.return_gates,
+                "seed": self.seed,
+            }
+        )
         return config
 
 

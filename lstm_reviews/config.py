@@ -1,8 +1,11 @@
-"""Every default of a training run, in one place, each with the reason beside it.
+"""Every setting of a training run, in one place, each with the reason for its default.
 
-The command line is built from this dataclass (`build_parser`), and the resolved
-config is written next to the weights as config.json, so a run can be read back
-and repeated. A Config is frozen: nothing changes it mid-run.
+Each field carries its own metadata: the --help text, the allowed choices, whether a
+resumed run may change it, and which caches it feeds. The command line is built from it
+(`build_parser`), the cache keys are derived from it (`cache_settings`), a resume checks
+against it (`resume_conflicts`), and `__post_init__` validates every Config however it is
+made (command line, notebook, config.json). The resolved config is saved next to the
+weights as config.json, so a run can be read back and repeated. A Config is frozen.
 """
 
 from __future__ import annotations
@@ -10,141 +13,276 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from pathlib import Path
-from typing import Optional
+
+from lstm_reviews.errors import UserError
+
+POOLING_MODES = ("max", "max_mean")
+SOURCES = ("aclimdb", "tfds")
+# Caches a field can feed (lstm_reviews.cache): a change of the field makes a new file.
+TOKENS, VECTORS, LANGUAGE_MODEL = "tokens", "vectors", "language_model"
+
+
+def _field(default, help: str, *, choices=None, resumable=False, feeds=()):
+    return dataclasses.field(
+        default=default,
+        metadata={"help": help, "choices": choices, "resumable": resumable, "feeds": tuple(feeds)},
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     # --- data ---
-    data: Optional[str] = None  # aclImdb dir or aclImdb_v1.tar.gz; None: $LSTM_REVIEWS_DATA, Keras' cache, then download
-    source: str = "aclimdb"  # "aclimdb" (the archive's text files) or "tfds" (tensorflow-datasets' imdb_reviews)
-    validation_split: float = 0.1  # 2.5k reviews, grouped by movie: enough to pick the best epoch
-    vocab_size: int = 30000  # covers 97.7% of the test tokens; 60k measured no better (88.74% vs 88.70%)
-    max_length: int = 600  # 95% of reviews whole (p90: 462 tokens); longer keep their end (the verdict)
-    cache_dir: str = ".cache/lstm_reviews"  # token cache: training runs from it without TensorFlow
+    # None: $LSTM_REVIEWS_DATA, Keras' cache, then download.
+    data: str | None = _field(
+        None,
+        "path to an aclImdb directory or aclImdb_v1.tar.gz (default: $LSTM_REVIEWS_DATA, "
+        "then ~/.keras/datasets, then download)",
+        resumable=True,
+        feeds=(TOKENS,),
+    )
+    # The archive's text files, or tensorflow-datasets' imdb_reviews.
+    source: str = _field(
+        "aclimdb",
+        "where reviews come from: 'aclimdb' text files or 'tfds' imdb_reviews",
+        choices=SOURCES,
+        feeds=(TOKENS,),
+    )
+    # 2.5k reviews, grouped by movie: enough to pick the best epoch.
+    validation_split: float = _field(
+        0.1, "share of training reviews held out for validation, grouped by movie", feeds=(TOKENS,)
+    )
+    # Covers 97.7% of the test tokens; 60k measured no better (88.74% vs 88.70%).
+    vocab_size: int = _field(
+        30000,
+        "vocabulary size of the TextVectorization, padding and [UNK] included",
+        feeds=(TOKENS,),
+    )
+    # 95% of reviews whole (p90: 462 tokens); longer ones keep their end (the verdict).
+    max_length: int = _field(600, "tokens kept per review; longer reviews keep their last tokens")
+    # Token ids, word vectors, language model: training runs from them without TensorFlow.
+    cache_dir: str = _field(
+        ".cache/lstm_reviews",
+        "directory of the caches (token ids, word vectors, language model)",
+        resumable=True,
+    )
+    # --- word vectors (lstm_reviews.embeddings) ---
+    # Rare words arrive meaningful: "superb" starts near "excellent".
+    pretrain_embeddings: bool = _field(
+        True,
+        "initialize the embedding with word vectors counted from the training and "
+        "unlabeled reviews (lstm_reviews.embeddings; made once, then cached)",
+        feeds=(LANGUAGE_MODEL,),
+    )
+    # Tokens on each side: close enough to share a topic or a phrase.
+    vectors_window: int = _field(
+        5, "co-occurrence window of the word vectors, in tokens on each side", feeds=(VECTORS,)
+    )
+    # --- language-model pretraining (lstm_reviews.pretrain) ---
+    # 90.15% test with 3 epochs; 1 epoch: 89.70%; 0 skips it.
+    lm_epochs: int = _field(
+        3,
+        "epochs of language-model pretraining (next and previous word) of "
+        "the embedding and LSTM on the training and unlabeled reviews before "
+        "the sentiment training; 0 skips it (lstm_reviews.pretrain; made once, "
+        "then cached)",
+        feeds=(LANGUAGE_MODEL,),
+    )
+    # Context enough for a next word, short enough to batch densely.
+    lm_chunk_length: int = _field(
+        128, "tokens per language-model training piece", feeds=(LANGUAGE_MODEL,)
+    )
+    # Sampled wrong words per piece; the true word must outscore them.
+    lm_negatives: int = _field(
+        64, "sampled wrong words per piece in the language model's softmax", feeds=(LANGUAGE_MODEL,)
+    )
+    # Pieces per step: ~16k tokens, as many as a classifier batch.
+    lm_batch_size: int = _field(128, "pieces per language-model step", feeds=(LANGUAGE_MODEL,))
+    # Adam; cosine-decayed to 10% over the pretraining epochs.
+    lm_learning_rate: float = _field(
+        2e-3, "Adam learning rate of the language model", feeds=(LANGUAGE_MODEL,)
+    )
+    # word2vec's: frequent words are sampled less than their share.
+    lm_sampling_power: float = _field(
+        0.75, "wrong words are sampled by count ** this power", feeds=(LANGUAGE_MODEL,)
+    )
     # --- model ---
-    pretrain_embeddings: bool = True  # start from word vectors of the 50k unlabeled reviews (PPMI-SVD): rare words arrive meaningful
-    lm_epochs: int = 3  # language-model pretraining of embedding + LSTM on training and unlabeled reviews (90.15% test; 1 epoch: 89.70%); 0 skips it
-    embedding_dim: int = 128  # 256 measured worse (88.1% against 88.7% test, with a 60k vocabulary)
-    units: int = 64  # per direction; already fits the training reviews (98% accuracy by epoch 4)
-    bidirectional: bool = True  # the verdict can come first or last; read both ways
-    dropout: float = 0.4  # before the head; 0.5 (with input dropout 0.5) measured no better: 87.4% test
-    input_dropout: float = 0.3  # on the embeddings, one mask per review (the cell's `dropout`): the 3.8M-weight embedding overfits first
-    recurrent_dropout: float = 0.0  # off: the input and head dropout above are what was measured
-    pooling: str = "max_mean"  # max over time (the strongest phrase anywhere) beside the mean (the overall tone)
+    # 256 measured worse (88.1% against 88.7% test, with a 60k vocabulary).
+    embedding_dim: int = _field(128, "size of the word embeddings", feeds=(VECTORS, LANGUAGE_MODEL))
+    # Per direction; already fits the training reviews (98% accuracy by epoch 4).
+    units: int = _field(64, "LSTM units per direction", feeds=(LANGUAGE_MODEL,))
+    # The verdict can come first or last: read both ways.
+    bidirectional: bool = _field(
+        True, "read the review in both directions", feeds=(LANGUAGE_MODEL,)
+    )
+    # Before the head; 0.5 (with input dropout 0.5) measured no better: 87.4% test.
+    dropout: float = _field(0.4, "dropout rate before the sentiment head")
+    # On the embeddings, one mask per review: the 3.8M-weight embedding overfits first.
+    input_dropout: float = _field(
+        0.3,
+        "dropout rate on the LSTM's inputs (the word embeddings), one mask per review",
+        feeds=(LANGUAGE_MODEL,),
+    )
+    # Off: the input and head dropout above are what was measured.
+    recurrent_dropout: float = _field(
+        0.0, "dropout rate on the LSTM's recurrent state", feeds=(LANGUAGE_MODEL,)
+    )
+    # Max over time (the strongest phrase anywhere) beside the mean (the overall tone).
+    pooling: str = _field(
+        "max_mean",
+        "how the LSTM outputs are pooled over time: 'max' or "
+        "'max_mean' (max and mean side by side)",
+        choices=POOLING_MODES,
+    )
     # --- training ---
-    batch_size: int = 64  # ~360 steps per epoch, 0.3 s each on 2 CPU cores
-    epochs: int = 4  # validation accuracy peaks by epoch 3-4; the learning rate decays over these
-    patience: int = 2  # epochs without validation improvement before stopping
-    learning_rate: float = 5e-4  # Adam; fine-tunes the pretrained reader without undoing it (1e-3: 88.94% against 89.70% test, after 1 LM epoch)
-    lr_decay: bool = True  # cosine decay to 10% over the epochs: the last epochs fine-tune instead of overfitting
-    bucket_by_length: bool = True  # batches of similar length: far less padding to compute
-    mixed_precision: bool = False  # float16 compute: for GPUs
-    seed: int = 1337  # weights, shuffling and the validation split all follow it
+    # ~360 steps per epoch, 0.3 s each on 2 CPU cores.
+    batch_size: int = _field(64, "reviews per batch")
+    # Validation accuracy peaks by epoch 3-4; the learning rate decays over these.
+    epochs: int = _field(4, "maximum number of epochs", resumable=True)
+    # Epochs without validation improvement before stopping.
+    patience: int = _field(
+        2, "epochs without validation improvement before early stopping", resumable=True
+    )
+    # Fine-tunes the pretrained reader without undoing it (1e-3: 88.94% against 89.70% test,
+    # after 1 LM epoch).
+    learning_rate: float = _field(5e-4, "Adam learning rate")
+    # The last epochs fine-tune instead of overfitting.
+    lr_decay: bool = _field(
+        True, "decay the learning rate along a cosine to 10%% of --learning-rate over --epochs"
+    )
+    # Batches of similar length: far less padding to compute.
+    bucket_by_length: bool = _field(True, "batch reviews of similar length together")
+    # float16 compute: for GPUs.
+    mixed_precision: bool = _field(False, "compute in float16 (for GPUs)")
+    # Weights, shuffling and the validation split all follow it.
+    seed: int = _field(
+        1337,
+        "random seed for weights, shuffling and the validation split",
+        feeds=(TOKENS, VECTORS, LANGUAGE_MODEL),
+    )
     # --- outputs ---
-    output_dir: str = "runs/imdb_lstm"  # the run directory: config, history, model, metrics, vocabulary
-    export_dir: str = "saved_models/imdb_lstm"  # the SavedModel, one numbered version per export
-    resume: bool = False  # continue an interrupted run from its last backup
-    export: bool = True  # write the SavedModel at the end (TensorFlow backend only)
+    output_dir: str = _field(
+        "runs/imdb_lstm",
+        "run directory for config, history, checkpoints, metrics and vocabulary",
+        resumable=True,
+    )
+    export_dir: str = _field(
+        "saved_models/imdb_lstm", "where the SavedModel versions are written", resumable=True
+    )
+    resume: bool = _field(
+        False, "continue the run in --output-dir from its last backup", resumable=True
+    )
+    export: bool = _field(
+        True,
+        "export the SavedModel to --export-dir after training (TensorFlow backend only)",
+        resumable=True,
+    )
+
+    def __post_init__(self):
+        positive = (
+            "vocab_size",
+            "max_length",
+            "embedding_dim",
+            "units",
+            "batch_size",
+            "epochs",
+            "vectors_window",
+            "lm_chunk_length",
+            "lm_negatives",
+            "lm_batch_size",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise UserError(f"{option(name)} must be positive, got {getattr(self, name)!r}")
+        for name in ("dropout", "input_dropout", "recurrent_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"{option(name)} must be in [0, 1), got {getattr(self, name)!r}")
+        if not 0.0 < self.validation_split < 1.0:
+            raise UserError(f"--validation-split must be in (0, 1), got {self.validation_split!r}")
+        if self.vocab_size < 3:
+            raise UserError(
+                f"--vocab-size must leave room for padding, [UNK] and a word, "
+                f"got {self.vocab_size!r}"
+            )
+        for name in ("learning_rate", "lm_learning_rate", "lm_sampling_power"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"{option(name)} must be positive, got {getattr(self, name)!r}")
+        for name in ("lm_epochs", "patience"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{option(name)} must be >= 0, got {getattr(self, name)!r}")
+        for field in dataclasses.fields(self):
+            choices = field.metadata["choices"]
+            if choices and getattr(self, field.name) not in choices:
+                raise UserError(
+                    f"{option(field.name)} must be one of {', '.join(choices)}, "
+                    f"got {getattr(self, field.name)!r}"
+                )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
-    def save(self, path: Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
-
     @classmethod
-    def load(cls, path: Path) -> "Config":
-        values = json.loads(Path(path).read_text())
+    def from_dict(cls, values: dict) -> Config:
+        """A Config from a dict such as config.json's; keys of newer versions are ignored."""
         known = {field.name for field in dataclasses.fields(cls)}
-        # Configs saved by newer versions may carry keys we do not know: ignore them.
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
-_HELP = {
-    "data": "path to an aclImdb directory or aclImdb_v1.tar.gz (default: $LSTM_REVIEWS_DATA, "
-    "then ~/.keras/datasets, then download)",
-    "source": "where reviews come from: 'aclimdb' text files or 'tfds' imdb_reviews",
-    "validation_split": "share of training reviews held out for validation, grouped by movie",
-    "vocab_size": "vocabulary size of the TextVectorization, padding and [UNK] included",
-    "max_length": "tokens kept per review; longer reviews keep their last tokens",
-    "cache_dir": "directory of the token cache",
-    "pretrain_embeddings": "initialize the embedding with word vectors counted from the training and "
-    "unlabeled reviews (lstm_reviews.embeddings; made once, then cached)",
-    "lm_epochs": "epochs of language-model pretraining (next and previous word) of the embedding and "
-    "LSTM on the training and unlabeled reviews before the sentiment training; 0 skips it "
-    "(lstm_reviews.pretrain; made once, then cached)",
-    "embedding_dim": "size of the word embeddings",
-    "units": "LSTM units per direction",
-    "bidirectional": "read the review in both directions",
-    "dropout": "dropout rate before the sentiment head",
-    "input_dropout": "dropout rate on the LSTM's inputs (the word embeddings), one mask per review",
-    "recurrent_dropout": "dropout rate on the LSTM's recurrent state",
-    "pooling": "how the LSTM outputs are pooled over time: 'max' or 'max_mean' (max and mean side by side)",
-    "batch_size": "reviews per batch",
-    "epochs": "maximum number of epochs",
-    "patience": "epochs without validation improvement before early stopping",
-    "learning_rate": "Adam learning rate",
-    "lr_decay": "decay the learning rate along a cosine to 10%% of --learning-rate over --epochs",
-    "bucket_by_length": "batch reviews of similar length together",
-    "mixed_precision": "compute in float16 (for GPUs)",
-    "seed": "random seed for weights, shuffling and the validation split",
-    "output_dir": "run directory for config, history, checkpoints, metrics and vocabulary",
-    "export_dir": "where the SavedModel versions are written",
-    "resume": "continue the run in --output-dir from its last backup",
-    "export": "export the SavedModel to --export-dir after training (TensorFlow backend only)",
-}
-
-_CHOICES = {"source": ("aclimdb", "tfds"), "pooling": ("max", "max_mean")}
+def option(name: str) -> str:
+    """The command-line flag of a field: vocab_size -> --vocab-size."""
+    return "--" + name.replace("_", "-")
 
 
-def build_parser(description: str = "", prog: Optional[str] = None) -> argparse.ArgumentParser:
+def cache_settings(config: Config, cache: str) -> dict:
+    """{field: value} of the fields that feed `cache` (TOKENS, VECTORS or LANGUAGE_MODEL)."""
+    return {
+        field.name: getattr(config, field.name)
+        for field in dataclasses.fields(config)
+        if cache in field.metadata["feeds"]
+    }
+
+
+def resume_conflicts(saved: Config, requested: Config) -> list:
+    """The fields a resumed run may not change that differ between two configs."""
+    return [
+        field.name
+        for field in dataclasses.fields(Config)
+        if not field.metadata["resumable"]
+        and getattr(saved, field.name) != getattr(requested, field.name)
+    ]
+
+
+def build_parser(description: str = "", prog: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser with one option per Config field, defaults shown in --help."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    defaults = Config()
     for field in dataclasses.fields(Config):
-        flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                                help=_HELP[field.name])
+        help_text = field.metadata["help"]
+        if isinstance(field.default, bool):
+            parser.add_argument(
+                option(field.name),
+                action=argparse.BooleanOptionalAction,
+                default=field.default,
+                help=help_text,
+            )
         else:
-            value_type = {int: int, float: float}.get(type(default), str)
-            parser.add_argument(flag, type=value_type, default=default, metavar=field.name.upper(),
-                                choices=_CHOICES.get(field.name), help=_HELP[field.name])
+            value_type = {int: int, float: float}.get(type(field.default), str)
+            parser.add_argument(
+                option(field.name),
+                type=value_type,
+                default=field.default,
+                metavar=field.name.upper(),
+                choices=field.metadata["choices"],
+                help=help_text,
+            )
     return parser
 
 
-def validate(config: Config) -> Config:
-    """Checks value ranges; raises ValueError naming the option and the bad value."""
-    positive = ("vocab_size", "max_length", "embedding_dim", "units", "batch_size", "epochs")
-    for name in positive:
-        if getattr(config, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)!r}")
-    for name in ("dropout", "input_dropout", "recurrent_dropout"):
-        if not 0.0 <= getattr(config, name) < 1.0:
-            raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(config, name)!r}")
-    if not 0.0 < config.validation_split < 1.0:
-        raise ValueError(f"--validation-split must be in (0, 1), got {config.validation_split!r}")
-    if config.vocab_size < 3:
-        raise ValueError(f"--vocab-size must leave room for padding, [UNK] and a word, got {config.vocab_size!r}")
-    if config.learning_rate <= 0:
-        raise ValueError(f"--learning-rate must be positive, got {config.learning_rate!r}")
-    if config.lm_epochs < 0:
-        raise ValueError(f"--lm-epochs must be >= 0, got {config.lm_epochs!r}")
-    if config.patience < 0:
-        raise ValueError(f"--patience must be >= 0, got {config.patience!r}")
-    return config
-
-
-def config_from_args(argv=None, description: str = "", prog: Optional[str] = None) -> Config:
+def config_from_args(argv=None, description: str = "", prog: str | None = None) -> Config:
     """Parses argv into a validated Config; a bad value exits with argparse's message (exit 2)."""
     parser = build_parser(description, prog)
     args = parser.parse_args(argv)
     try:
-        return validate(Config(**vars(args)))
-    except ValueError as error:
+        return Config(**vars(args))
+    except UserError as error:
         parser.error(str(error))

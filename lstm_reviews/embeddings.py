@@ -22,15 +22,17 @@ counts[2,4] = counts[4,2] = 1; padding (0) and [UNK] (1) are never counted.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from lstm_reviews import data
+from lstm_reviews import tokens as token_cache
+from lstm_reviews.cache import cached, require_tensorflow, short_hash, write_atomically
+from lstm_reviews.config import VECTORS, cache_settings
+from lstm_reviews.errors import UserError
 
 FIRST_WORD_ID = 2  # 0 is padding, 1 is [UNK]: neither has a meaning to learn
-WINDOW = 5  # tokens on each side: close enough to share a topic or a phrase
 _FORMAT = 1
 
 
@@ -85,8 +87,9 @@ def truncated_svd(rows, cols, values, size: int, rank: int, seed: int, power_ite
     import tensorflow as tf
 
     order = np.lexsort((cols, rows))
-    matrix = tf.sparse.SparseTensor(np.stack([rows[order], cols[order]], axis=1),
-                                    values[order], dense_shape=(size, size))
+    matrix = tf.sparse.SparseTensor(
+        np.stack([rows[order], cols[order]], axis=1), values[order], dense_shape=(size, size)
+    )
     rng = np.random.default_rng(seed)
     probe = rng.standard_normal((size, min(rank + 10, size))).astype(np.float32)
     basis = np.linalg.qr(tf.sparse.sparse_dense_matmul(matrix, probe).numpy())[0]
@@ -99,8 +102,9 @@ def truncated_svd(rows, cols, values, size: int, rank: int, seed: int, power_ite
     return (basis @ u_small)[:, :rank].astype(np.float32), s[:rank].astype(np.float32)
 
 
-def word_vectors(ids: Sequence[np.ndarray], vocab_size: int, dim: int, window: int = WINDOW,
-                 seed: int = 0) -> np.ndarray:
+def word_vectors(
+    ids: Sequence[np.ndarray], vocab_size: int, dim: int, window: int, seed: int = 0
+) -> np.ndarray:
     """<float32>[vocab_size, dim]: unit-length vectors for words; zeros for padding and [UNK],
     and for words never seen within `window` of another word."""
     rows, cols, counts = cooccurrence(ids, vocab_size, window)
@@ -114,28 +118,44 @@ def word_vectors(ids: Sequence[np.ndarray], vocab_size: int, dim: int, window: i
     return vectors
 
 
-def _cache_path(config, tokens) -> tuple[Path, dict]:
-    settings = {"format": _FORMAT, "tokens": tokens.settings, "dim": config.embedding_dim,
-                "window": WINDOW, "seed": config.seed}
-    return Path(config.cache_dir) / f"vectors-{data.short_hash(settings)}.npy", settings
+def vectors_settings(config, tokens) -> dict:
+    """Everything the word vectors depend on: the token ids and the fields that feed them."""
+    return {"format": _FORMAT, "tokens": tokens.settings, **cache_settings(config, VECTORS)}
 
 
 def pretrained_embeddings(config, tokens) -> np.ndarray:
     """Word vectors for `tokens.vocabulary`, from the training and unlabeled reviews; cached.
 
-    tokens: the run's data.TokenData. Needs TensorFlow the first time (vectorizing the
-    unlabeled reviews, the sparse SVD); a cached result loads with NumPy alone.
+    tokens: the run's tokens.TokenData. Needs TensorFlow the first time (the unlabeled
+    reviews' ids, the sparse SVD); a cached result loads with NumPy alone.
     Returns <float32>[len(tokens.vocabulary), config.embedding_dim].
     """
-    path, settings = _cache_path(config, tokens)
-    if path.exists():
-        return np.load(path)
-    data.require_tensorflow("the pretrained word vectors", path, "--no-pretrain-embeddings")
-    started = time.perf_counter()
-    unlabeled_ids = data.unlabeled_ids(config, tokens.vocabulary)
-    vectors = word_vectors(list(tokens.train.ids) + unlabeled_ids, len(tokens.vocabulary),
-                           config.embedding_dim, seed=config.seed)
-    data.write_atomically(path, lambda file: np.save(file, vectors))
-    print(f"Word vectors from {len(tokens.train.ids)} training and {len(unlabeled_ids)} unlabeled "
-          f"reviews in {time.perf_counter() - started:.0f} s, cached at {path}")
-    return vectors
+    path = Path(config.cache_dir) / f"vectors-{short_hash(vectors_settings(config, tokens))}.npy"
+
+    def build():
+        require_tensorflow("the pretrained word vectors", path, "--no-pretrain-embeddings")
+        started = time.perf_counter()
+        unlabeled = token_cache.unlabeled_ids(config, tokens)
+        vectors = word_vectors(
+            list(tokens.train.ids) + unlabeled,
+            len(tokens.vocabulary),
+            config.embedding_dim,
+            config.vectors_window,
+            seed=config.seed,
+        )
+        print(
+            f"Word vectors from {len(tokens.train.ids)} training and {len(unlabeled)} "
+            f"unlabeled reviews in {time.perf_counter() - started:.0f} s, cached at {path}"
+        )
+        return vectors
+
+    def save(path, vectors):
+        write_atomically(path, lambda file: np.save(file, vectors))
+
+    def load(path):
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise UserError(f"{path}: not readable word vectors ({error})") from error
+
+    return cached(path, build, save, load)

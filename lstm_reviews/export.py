@@ -20,7 +20,7 @@ Signature "serving_default" (also "serve"):
              logit        <float32>[batch]   log-odds of positive; probability = sigmoid(logit)
              tokens       <int32>[batch]     tokens the model read, after truncation
 
-Inside: the training standardizer and vocabulary (data.vectorizer_from_vocabulary), then
+Inside: the training standardizer and vocabulary (text.vectorizer_from_vocabulary), then
 the last config.max_length tokens of each review (as in training: a long review keeps
 its ending), right-padded with 0, then the model. The SavedModel needs TensorFlow only,
 not this package.
@@ -43,14 +43,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lstm_reviews.config import Config
+from lstm_reviews.errors import EXIT_FAILED, UserError, run_command
+from lstm_reviews.rundir import load_run
 
 INPUT_NAME = "reviews"
 _VERSION_NAME = re.compile(r"[0-9]+")
 _STAGING_PREFIX = ".export-"  # hidden, not a number: TF Serving never picks it up
-
-
-class ExportError(RuntimeError):
-    """A user-facing export problem; the message names the path or setting at fault."""
 
 
 def require_tensorflow_backend() -> None:
@@ -59,55 +57,10 @@ def require_tensorflow_backend() -> None:
 
     backend = keras.backend.backend()
     if backend != "tensorflow":
-        raise ExportError(
+        raise UserError(
             f"exporting a SavedModel needs the TensorFlow backend, but Keras runs on {backend!r}: "
             "run with KERAS_BACKEND=tensorflow"
         )
-
-
-def read_vocabulary(path: Path) -> list[str]:
-    """vocabulary.txt: one token per line, '' (padding) first and '[UNK]' second."""
-    # split("\n"), not splitlines(): a token may hold other Unicode line separators.
-    tokens = Path(path).read_text(encoding="utf-8").split("\n")
-    if tokens and tokens[-1] == "" and len(tokens) > 1:
-        tokens.pop()  # the final newline
-    if len(tokens) < 3 or tokens[0] != "" or tokens[1] != "[UNK]":
-        raise ExportError(
-            f"{path} is not a vocabulary.txt from training: expected '' on line 1, "
-            f"'[UNK]' on line 2 and at least one word, got {tokens[:2]!r} and {len(tokens)} lines"
-        )
-    return tokens
-
-
-def load_run(run_dir) -> tuple[Config, list[str], "keras.Model"]:  # noqa: F821
-    """(config, vocabulary, ids->logit model) of a run directory; ExportError if incomplete."""
-    import keras
-
-    import lstm_reviews.model  # noqa: F401  (registers the model's layers for loading)
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ExportError(f"run directory {run_dir} does not exist (expected a training run's output_dir)")
-    paths = {name: run_dir / name for name in ("config.json", "vocabulary.txt", "model.keras")}
-    missing = [name for name, path in paths.items() if not path.is_file()]
-    if missing:
-        raise ExportError(f"run directory {run_dir} lacks {', '.join(missing)}: has training finished there?")
-    try:
-        config = Config.load(paths["config.json"])
-    except (ValueError, TypeError) as error:
-        raise ExportError(f"cannot read {paths['config.json']}: {error}") from None
-    vocabulary = read_vocabulary(paths["vocabulary.txt"])
-    try:
-        model = keras.saving.load_model(paths["model.keras"], compile=False)
-    except Exception as error:  # Keras raises many types for a damaged file; all mean the same here
-        raise ExportError(f"cannot load {paths['model.keras']}: {error}") from None
-    embedding_rows = model.get_layer("embedding").input_dim
-    if embedding_rows != len(vocabulary):
-        raise ExportError(
-            f"{paths['vocabulary.txt']} has {len(vocabulary)} tokens but {paths['model.keras']} "
-            f"embeds {embedding_rows}: they come from different runs"
-        )
-    return config, vocabulary, model
 
 
 def build_serving_function(model, vectorizer, max_length: int):
@@ -122,9 +75,7 @@ def build_serving_function(model, vectorizer, max_length: int):
     def serve(reviews):
         # A client may send any bytes; the standardizer's UTF-8 ops would fail on bad ones.
         reviews = tf.strings.unicode_transcode(reviews, "UTF-8", "UTF-8", errors="replace")
-        ids = vectorizer(reviews)  # <int64>[batch, (tokens)]
-        if not isinstance(ids, tf.RaggedTensor):
-            ids = tf.RaggedTensor.from_tensor(ids, padding=0)
+        ids = vectorizer(reviews)  # ragged <int64>[batch, (tokens)]
         ids = ids[:, -max_length:]  # the ending of a long review, as in training
         tokens = tf.cast(ids.row_lengths(), tf.int32)
         ids = tf.cast(ids.to_tensor(default_value=0), tf.int32)  # <int32>[batch, time]
@@ -138,8 +89,11 @@ def build_serving_function(model, vectorizer, max_length: int):
 
 def version_dirs(model_dir: Path) -> list[Path]:
     """The numbered version directories in model_dir (TF Serving's layout), lowest first."""
-    versions = [path for path in Path(model_dir).iterdir()
-                if _VERSION_NAME.fullmatch(path.name) and path.is_dir()]
+    versions = [
+        path
+        for path in Path(model_dir).iterdir()
+        if _VERSION_NAME.fullmatch(path.name) and path.is_dir()
+    ]
     return sorted(versions, key=lambda path: int(path.name))
 
 
@@ -179,7 +133,7 @@ def _publish(staging: Path, out_dir: Path) -> Path:
             raise
         _fsync_dir(out_dir)
         return target
-    raise ExportError(f"could not find a free version number in {out_dir}")
+    raise UserError(f"could not find a free version number in {out_dir}")
 
 
 def export_saved_model(run_dir, out_dir=None) -> Path:
@@ -191,10 +145,12 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
     import keras
     import tensorflow as tf
 
-    from lstm_reviews.data import vectorizer_from_vocabulary
+    from lstm_reviews.text import vectorizer_from_vocabulary
 
-    config, vocabulary, model = load_run(run_dir)
-    vectorizer = vectorizer_from_vocabulary(vocabulary)
+    run = load_run(run_dir)
+    config = run.config
+    vectorizer = vectorizer_from_vocabulary(run.vocabulary)
+    model = run.model
     serve = build_serving_function(model, vectorizer, config.max_length)
 
     serve.get_concrete_function()  # traces it once, which also builds the vectorizer
@@ -208,7 +164,7 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ExportError(f"cannot create export directory {out_dir}: {error.strerror}") from None
+        raise UserError(f"cannot create export directory {out_dir}: {error.strerror}") from None
     # mkdir, not tempfile.mkdtemp: that makes the directory 0700, which would hide the
     # published version from a TF Serving that runs as another user.
     staging = out_dir / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -217,15 +173,22 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
         archive.write_out(str(staging), verbose=False)
         extra = staging / "assets.extra"  # TF Serving's place for files beside the model
         extra.mkdir()
-        (extra / "export.json").write_text(json.dumps({
-            "run_dir": str(Path(run_dir).resolve()),
-            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "input": INPUT_NAME,
-            "outputs": ["probability", "logit", "tokens"],
-            "config": json.loads(config.to_json()),
-        }, indent=2) + "\n", encoding="utf-8")
+        (extra / "export.json").write_text(
+            json.dumps(
+                {
+                    "run_dir": str(Path(run_dir).resolve()),
+                    "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "tensorflow": tf.__version__,
+                    "keras": keras.__version__,
+                    "input": INPUT_NAME,
+                    "outputs": ["probability", "logit", "tokens"],
+                    "config": json.loads(config.to_json()),
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
         _fsync_tree(staging)
         return _publish(staging, out_dir)
     finally:
@@ -241,11 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 exported (prints the new version's path), 1 the export failed "
         "while writing, 2 bad arguments, run directory or Keras backend",
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="training run directory holding config.json, vocabulary.txt, model.keras")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="model directory that receives the new version "
-                        f"(default: the run's export_dir, normally {Config().export_dir})")
+    parser.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        help="training run directory holding config.json, vocabulary.txt, model.keras",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="model directory that receives the new version "
+        f"(default: the run's export_dir, normally {Config().export_dir})",
+    )
     return parser
 
 
@@ -253,16 +223,16 @@ def main(argv=None) -> int:
     # TensorFlow's start-up chatter on stderr would bury our one-line errors; still overridable.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    try:
-        path = export_saved_model(args.run_dir, args.out)
-    except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: export failed: {error}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
+
+    def body():
+        try:
+            path = export_saved_model(args.run_dir, args.out)
+        except OSError as error:  # the disk, not the user: no version was published
+            print(f"error: export failed: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        print(path)
+
+    return run_command(body, on_interrupt=lambda: "Interrupted: no new version was published.")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 
     token_ids  <int32>[batch, time]          right-padded with 0
     embedding  <float>[batch, time, E]        mask: ids != 0, carried by Keras to the layers below
-    lstm       <float>[batch, time, H]        RNN(LSTMCell); H = units, or 2 * units when bidirectional
+    lstm       <float>[batch, time, H]        RNN(LSTMCell); H = units (2 * units bidirectional)
     pooling    <float>[batch, P]              max over the review's real steps (P = H),
                                               or max and mean side by side (P = 2 * H)
     dropout    <float>[batch, P]
     logit      <float32>[batch, 1]            > 0 means positive
 
-Layer names are fixed (explain.py finds layers by them): embedding, lstm (inside
+Layer names are fixed (inspection.py and ledger.py find layers by them): embedding, lstm (inside
 bidirectional_lstm when bidirectional), pooling, dropout, logit. Model code uses keras.ops
 only, so it runs on the TensorFlow, JAX and PyTorch backends.
 """
@@ -20,8 +20,8 @@ import numpy as np
 from keras import ops
 
 from lstm_reviews.cell import LSTMCell
+from lstm_reviews.config import POOLING_MODES
 
-POOLING_MODES = ("max", "max_mean")
 # The names reader_layers gives: the layers a language model pretrains for the classifier.
 READER_LAYERS = ("embedding", "lstm", "bidirectional_lstm")
 
@@ -80,7 +80,7 @@ class MaskedTimePooling(keras.layers.Layer):
 
 
 def reader_layers(config, vocab_size: int):
-    """The layers that read a review: (embedding, recurrent layer), named as explain.py expects.
+    """The layers that read a review: (embedding, recurrent layer), named as the inspection expects.
 
     Shared by the classifier (build_model) and the language model that pretrains them
     (lstm_reviews.pretrain), so their weights move from one to the other by layer name.
@@ -90,10 +90,15 @@ def reader_layers(config, vocab_size: int):
     # Initializers stay unseeded: keras.utils.set_random_seed(config.seed) makes them
     # repeatable, and a seeded initializer would give the backward LSTM (a clone made
     # from the forward one's config) the very same starting weights.
-    embedding = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True,
-                                       name="embedding")
-    cell = LSTMCell(config.units, dropout=config.input_dropout,
-                    recurrent_dropout=config.recurrent_dropout, seed=config.seed)
+    embedding = keras.layers.Embedding(
+        vocab_size, config.embedding_dim, mask_zero=True, name="embedding"
+    )
+    cell = LSTMCell(
+        config.units,
+        dropout=config.input_dropout,
+        recurrent_dropout=config.recurrent_dropout,
+        seed=config.seed,
+    )
     rnn = keras.layers.RNN(cell, return_sequences=True, name="lstm")
     if config.bidirectional:
         rnn = keras.layers.Bidirectional(rnn, name="bidirectional_lstm")
@@ -125,15 +130,17 @@ def learning_rate(config, steps_per_epoch: int = 0):
     if not config.lr_decay or steps_per_epoch <= 0:
         return config.learning_rate
     return keras.optimizers.schedules.CosineDecay(
-        config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.1)
+        config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.1
+    )
 
 
 def compile_model(model: keras.Model, config, steps_per_epoch: int = 0) -> keras.Model:
     """Adam with gradient clipping, binary cross-entropy on logits, accuracy at logit 0."""
     model.compile(
         # clipnorm: an LSTM's rare exploding-gradient step would otherwise undo an epoch.
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch),
-                                        clipnorm=1.0),
+        optimizer=keras.optimizers.Adam(
+            learning_rate=learning_rate(config, steps_per_epoch), clipnorm=1.0
+        ),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)],
     )

@@ -13,7 +13,8 @@ or from standard input when neither is given and it is not a terminal.
 Output: one JSON line per review, in input order:
 
     {"text": "A wonderful film.", "probability": 0.97, "label": "positive", "tokens": 3}
-    {"text": "Dull.", "probability": 0.08, "label": "negative", "tokens": 1, "source": "f.txt", "line": 2}
+    {"text": "Dull.", "probability": 0.08, "label": "negative", "tokens": 1,
+     "source": "f.txt", "line": 2}
     {"text": "", "error": "empty review: nothing to predict", "source": "f.txt", "line": 3}
 
 "text" is the review's start (about 60 characters, whitespace collapsed); "label" is
@@ -36,50 +37,47 @@ import itertools
 import json
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
 
 from lstm_reviews.config import Config
+from lstm_reviews.errors import EXIT_OK, UserError, run_command
 from lstm_reviews.export import version_dirs
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SOME_FAILED = 1  # some reviews got an error line instead of a prediction
 TEXT_PREFIX_CHARS = 60
-
-
-class ModelError(RuntimeError):
-    """The model directory is missing, incomplete or not a review SavedModel."""
-
-
-class InputError(RuntimeError):
-    """A review source (file, directory, standard input) cannot be read."""
 
 
 @dataclass
 class Review:
     text: str
-    source: Optional[str] = None  # file path, "<stdin>", or None for an argument
-    line: Optional[int] = None  # 1-based line in a line-per-review source
+    source: str | None = None  # file path, "<stdin>", or None for an argument
+    line: int | None = None  # 1-based line in a line-per-review source
 
 
 def resolve_model_dir(path) -> Path:
     """The SavedModel directory for `path`: itself, or its highest numbered version."""
     path = Path(path)
     if not path.exists():
-        raise ModelError(f"model path {path} does not exist (export one with python -m lstm_reviews.export RUN_DIR)")
+        raise UserError(
+            f"model path {path} does not exist "
+            f"(export one with python -m lstm_reviews.export RUN_DIR)"
+        )
     if not path.is_dir():
-        raise ModelError(f"model path {path} is not a directory")
+        raise UserError(f"model path {path} is not a directory")
     if (path / "saved_model.pb").exists():
         return path
     versions = version_dirs(path)
     if not versions:
-        raise ModelError(
-            f"no SavedModel in {path}: expected {path}/saved_model.pb or numbered version directories"
+        raise UserError(
+            f"no SavedModel in {path}: "
+            f"expected {path}/saved_model.pb or numbered version directories"
         )
     # Like TF Serving: the highest version wins; a broken one is reported, not skipped.
     latest = versions[-1]
     if not (latest / "saved_model.pb").is_file():
-        raise ModelError(f"{latest} is not a complete SavedModel: it has no saved_model.pb")
+        raise UserError(f"{latest} is not a complete SavedModel: it has no saved_model.pb")
     return latest
 
 
@@ -89,23 +87,33 @@ class Predictor:
     def __init__(self, model_path):
         self.path = resolve_model_dir(model_path)
         if not (self.path / "variables").is_dir():
-            raise ModelError(f"{self.path} is not a complete SavedModel: it has no variables/ directory")
+            raise UserError(
+                f"{self.path} is not a complete SavedModel: it has no variables/ directory"
+            )
         import tensorflow as tf  # after the cheap checks: a wrong path fails fast
 
         try:
             loaded = tf.saved_model.load(str(self.path))
         except Exception as error:  # TF raises many types for a damaged SavedModel
-            raise ModelError(f"cannot load the SavedModel in {self.path}: {_first_line(error)}") from None
-        signature = loaded.signatures.get("serving_default") if hasattr(loaded, "signatures") else None
+            raise UserError(
+                f"cannot load the SavedModel in {self.path}: {_first_line(error)}"
+            ) from None
+        signature = (
+            loaded.signatures.get("serving_default") if hasattr(loaded, "signatures") else None
+        )
         if signature is None:
-            raise ModelError(f"the SavedModel in {self.path} has no serving_default signature")
+            raise UserError(f"the SavedModel in {self.path} has no serving_default signature")
         inputs = signature.structured_input_signature[1]
         outputs = signature.structured_outputs
-        if (len(inputs) != 1 or next(iter(inputs.values())).dtype != tf.string
-                or "probability" not in outputs):
-            raise ModelError(
+        if (
+            len(inputs) != 1
+            or next(iter(inputs.values())).dtype != tf.string
+            or "probability" not in outputs
+        ):
+            raise UserError(
                 f"the SavedModel in {self.path} does not take review strings to a probability "
-                f"(inputs {sorted(inputs)}, outputs {sorted(outputs)}): was it made by lstm_reviews.export?"
+                f"(inputs {sorted(inputs)}, outputs {sorted(outputs)}): "
+                f"was it made by lstm_reviews.export?"
             )
         self._loaded = loaded  # keeps the signature's resources alive
         self._signature = signature
@@ -115,7 +123,10 @@ class Predictor:
     def __call__(self, texts: list[str]) -> list[dict]:
         """texts: list of N str -> N dicts of probability (float), logit (float), tokens (int)."""
         batch = self._tf.constant([text.encode("utf-8") for text in texts], dtype=self._tf.string)
-        outputs = {key: value.numpy() for key, value in self._signature(**{self._input_name: batch}).items()}
+        outputs = {
+            key: value.numpy()
+            for key, value in self._signature(**{self._input_name: batch}).items()
+        }
         results = []
         for index in range(len(texts)):
             result = {"probability": float(outputs["probability"][index])}
@@ -142,7 +153,10 @@ def _decode(raw: bytes, where: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        print(f"warning: {where}: invalid UTF-8, undecodable bytes replaced with U+FFFD", file=sys.stderr)
+        print(
+            f"warning: {where}: invalid UTF-8, undecodable bytes replaced with U+FFFD",
+            file=sys.stderr,
+        )
         return raw.decode("utf-8", errors="replace")
 
 
@@ -166,7 +180,9 @@ def read_file(path: Path) -> Iterator[Review]:
             with open(path, "rb") as stream:
                 yield from _lines(stream, str(path))
     except OSError as error:
-        raise InputError(f"cannot read {error.filename or path}: {error.strerror or error}") from None
+        raise UserError(
+            f"cannot read {error.filename or path}: {error.strerror or error}"
+        ) from None
 
 
 def _argument_text(argument: str) -> str:
@@ -202,8 +218,11 @@ def _record(review: Review, **fields) -> dict:
 def _prediction_record(review: Review, result: dict) -> dict:
     if result.get("tokens") == 0:
         # A probability from no words is the bias alone: not a prediction about this review.
-        return _record(review, error="no words left after standardization (only markup, "
-                                     "punctuation or symbols): nothing to predict")
+        return _record(
+            review,
+            error="no words left after standardization (only markup, "
+            "punctuation or symbols): nothing to predict",
+        )
     probability = result["probability"]
     fields = {"probability": probability, "label": "positive" if probability >= 0.5 else "negative"}
     if "tokens" in result:
@@ -213,7 +232,7 @@ def _prediction_record(review: Review, result: dict) -> dict:
 
 def predict_batch(predictor, reviews: list[Review]) -> list[dict]:
     """One record per review; a failing batch is retried review by review."""
-    records: list[Optional[dict]] = [None] * len(reviews)
+    records: list[dict | None] = [None] * len(reviews)
     todo = []
     for index, review in enumerate(reviews):
         if review.text.strip():
@@ -231,9 +250,13 @@ def predict_batch(predictor, reviews: list[Review]) -> list[dict]:
         else:
             for index in todo:
                 try:
-                    records[index] = _prediction_record(reviews[index], predictor([reviews[index].text])[0])
+                    records[index] = _prediction_record(
+                        reviews[index], predictor([reviews[index].text])[0]
+                    )
                 except Exception as error:
-                    records[index] = _record(reviews[index], error=f"prediction failed: {_first_line(error)}")
+                    records[index] = _record(
+                        reviews[index], error=f"prediction failed: {_first_line(error)}"
+                    )
     return records
 
 
@@ -267,14 +290,30 @@ def build_parser() -> argparse.ArgumentParser:
         "  1  some reviews got an error line instead (the rest were predicted)\n"
         "  2  usage error, unreadable input, or a missing/incomplete/corrupt model",
     )
-    parser.add_argument("reviews", nargs="*", metavar="REVIEW", help="review text; '-' reads standard input")
-    parser.add_argument("--model", metavar="DIR", default=Config().export_dir,
-                        help="model directory (highest version used) or a version directory "
-                        "(default: %(default)s)")
-    parser.add_argument("--file", metavar="PATH", type=Path, action="append", default=[],
-                        help="file with one review per line, or a directory of .txt reviews; repeatable")
-    parser.add_argument("--batch-size", metavar="N", type=int, default=32,
-                        help="reviews per model call (default: %(default)s)")
+    parser.add_argument(
+        "reviews", nargs="*", metavar="REVIEW", help="review text; '-' reads standard input"
+    )
+    parser.add_argument(
+        "--model",
+        metavar="DIR",
+        default=Config().export_dir,
+        help="model directory (highest version used) or a version directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--file",
+        metavar="PATH",
+        type=Path,
+        action="append",
+        default=[],
+        help="file with one review per line, or a directory of .txt reviews; repeatable",
+    )
+    parser.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=int,
+        default=32,
+        help="reviews per model call (default: %(default)s)",
+    )
     return parser
 
 
@@ -291,23 +330,29 @@ def main(argv=None, stdin=None, stdout=None) -> int:
         if not path.exists():
             parser.error(f"--file {path} does not exist")
         if path.is_dir() and not any(path.glob("*.txt")):
-            parser.error(f"--file {path} is a directory without .txt files (expected one review per .txt file)")
+            parser.error(
+                f"--file {path} is a directory without .txt files "
+                f"(expected one review per .txt file)"
+            )
     if not args.reviews and not args.file and (stdin is None or stdin.isatty()):
-        parser.error("no reviews given: pass them as arguments, with --file PATH, or on standard input")
+        parser.error(
+            "no reviews given: pass them as arguments, with --file PATH, or on standard input"
+        )
     if stdout is sys.stdout and (getattr(stdout, "encoding", "") or "").lower() != "utf-8":
         stdout.reconfigure(encoding="utf-8")  # JSON text is UTF-8 whatever the locale says
-    try:
-        predictor = Predictor(args.model)
-        return run(predictor, iter_reviews(args.reviews, args.file, stdin), stdout, args.batch_size)
-    except (ModelError, InputError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except BrokenPipeError:
-        # The reader (e.g. `| head`) left; stop quietly, without Python's flush-time complaint.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
-    except KeyboardInterrupt:
-        return 130
+
+    def body():
+        try:
+            predictor = Predictor(args.model)
+            return run(
+                predictor, iter_reviews(args.reviews, args.file, stdin), stdout, args.batch_size
+            )
+        except BrokenPipeError:
+            # The reader (e.g. `| head`) left; stop quietly, without Python's flush-time complaint.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
+
+    return run_command(body, on_interrupt=lambda: "Interrupted: the lines above were predicted.")
 
 
 if __name__ == "__main__":

@@ -9,37 +9,37 @@ language-model pretraining lifting LSTM classifiers on IMDB. The classifier star
 the weights this leaves.
 
     ids of the training and unlabeled reviews (never validation or test text)
-      -> pieces of CHUNK_LENGTH tokens, each within one review              chunk_reviews()
+      -> pieces of config.lm_chunk_length tokens, each within one review    chunk_reviews()
       -> embedding -> (bi)LSTM: the classifier's own layers                 build_language_model()
       -> forward state at t, projected to the embedding size, scores word t+1;
          the backward state at t scores word t-1. Scores are dot products with the
          embedding (tied: the output words use the input's vectors) of the true word
-         and of NEGATIVES words sampled by frequency ** 0.75; softmax over those.
+         and of config.lm_negatives words sampled by frequency ** 0.75; softmax over those.
       -> the weights of `embedding` and the LSTM layer, cached by settings    reader_weights()
 
 A softmax over all 30,000 words would cost 30,000 products per token; the sampled one
-costs NEGATIVES + 1, so an epoch over 17M tokens takes minutes on a CPU.
+costs lm_negatives + 1, so an epoch over 17M tokens takes minutes on a CPU.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import keras
 import numpy as np
 from keras import ops
 
-from lstm_reviews import data
+from lstm_reviews import embeddings
+from lstm_reviews import tokens as token_cache
+from lstm_reviews.cache import cached, require_tensorflow, short_hash, write_atomically
+from lstm_reviews.config import LANGUAGE_MODEL, cache_settings
+from lstm_reviews.errors import UserError
 from lstm_reviews.model import READER_LAYERS, reader_layers
 
-CHUNK_LENGTH = 128  # tokens per training piece: context enough for a next word, short enough to batch densely
-NEGATIVES = 64  # sampled wrong words per piece; the true word must outscore them
-BATCH_SIZE = 128  # pieces per step: ~16k tokens, as many as a classifier batch
-LEARNING_RATE = 2e-3  # Adam; cosine-decayed to 10% over the pretraining epochs
-SAMPLING_POWER = 0.75  # word2vec's: frequent words sampled less than their share
 BACKUP_EVERY_BATCHES = 200  # a killed pretraining loses at most this many steps
 FIRST_WORD_ID = 2  # 0 is padding, 1 is [UNK]: neither is a word to predict
 _FORMAT = 1
@@ -58,18 +58,18 @@ def chunk_reviews(ids: Sequence[np.ndarray], length: int) -> np.ndarray:
         review = np.asarray(review, np.int32)
         for start in range(0, len(review), length):
             piece = np.zeros(length, np.int32)
-            part = review[start:start + length]
-            piece[:len(part)] = part
+            part = review[start : start + length]
+            piece[: len(part)] = part
             pieces.append(piece)
     return np.stack(pieces) if pieces else np.zeros((0, length), np.int32)
 
 
-def sampling_probabilities(pieces: np.ndarray, vocab_size: int) -> np.ndarray:
-    """<float64>[vocab_size]: each word's count ** SAMPLING_POWER, normalized; 0 for padding,
+def sampling_probabilities(pieces: np.ndarray, vocab_size: int, power: float) -> np.ndarray:
+    """<float64>[vocab_size]: each word's count ** power, normalized; 0 for padding,
     [UNK] and unseen words (a word never read cannot be a useful wrong answer)."""
     counts = np.bincount(pieces.ravel(), minlength=vocab_size).astype(np.float64)
     counts[:FIRST_WORD_ID] = 0.0
-    weights = counts ** SAMPLING_POWER
+    weights = counts**power
     if weights.sum() == 0:
         raise ValueError("the reviews to pretrain on hold no words")
     return weights / weights.sum()
@@ -89,13 +89,20 @@ class LanguageModelBatches(keras.utils.PyDataset):
     """Batches of pieces for the language model, from numpy alone (any backend).
 
     Item i: ({"token_ids", "next_ids", "previous_ids"} each <int32>[batch, length],
-    "negative_ids" <int32>[batch, NEGATIVES]), zeros <float32>[batch] (Keras wants targets;
+    "negative_ids" <int32>[batch, negatives]), zeros <float32>[batch] (Keras wants targets;
     the model's output is its loss). Shuffled each epoch and the negatives drawn per item,
     both seeded by (seed, epoch[, item]): the same seed gives the same batches.
     """
 
-    def __init__(self, pieces: np.ndarray, probabilities: np.ndarray, batch_size: int, seed: int,
-                 negatives: int = NEGATIVES, **kwargs):
+    def __init__(
+        self,
+        pieces: np.ndarray,
+        probabilities: np.ndarray,
+        batch_size: int,
+        seed: int,
+        negatives: int,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self._pieces, self._probabilities = pieces, probabilities
         self._batch_size, self._seed, self._negatives = batch_size, seed, negatives
@@ -109,14 +116,19 @@ class LanguageModelBatches(keras.utils.PyDataset):
         return -(-len(self._pieces) // self._batch_size)
 
     def __getitem__(self, index):
-        rows = self._order[index * self._batch_size:(index + 1) * self._batch_size]
+        rows = self._order[index * self._batch_size : (index + 1) * self._batch_size]
         pieces = self._pieces[rows]
         following, preceding = shift_targets(pieces)
         rng = np.random.default_rng([self._seed, self._epoch, index])
-        negatives = rng.choice(len(self._probabilities), size=(len(rows), self._negatives),
-                               p=self._probabilities).astype(np.int32)
-        inputs = {"token_ids": pieces, "next_ids": following, "previous_ids": preceding,
-                  "negative_ids": negatives}
+        negatives = rng.choice(
+            len(self._probabilities), size=(len(rows), self._negatives), p=self._probabilities
+        ).astype(np.int32)
+        inputs = {
+            "token_ids": pieces,
+            "next_ids": following,
+            "previous_ids": preceding,
+            "negative_ids": negatives,
+        }
         return inputs, np.zeros(len(rows), np.float32)
 
     def on_epoch_end(self) -> None:
@@ -167,23 +179,31 @@ def build_language_model(config, vocab_size: int) -> keras.Model:
     negative_ids = keras.Input(shape=(None,), dtype="int32", name="negative_ids")
     states = rnn(embedding(token_ids))  # [batch, time, units] or [batch, time, 2 * units]
     negatives = embedding(negative_ids)
-    forward = keras.layers.Dense(config.embedding_dim, name="forward_head")(states[..., :config.units])
-    losses = SampledWordLoss(name="forward_loss")(forward, embedding(next_ids), next_ids,
-                                                  negatives, negative_ids)
+    forward = keras.layers.Dense(config.embedding_dim, name="forward_head")(
+        states[..., : config.units]
+    )
+    losses = SampledWordLoss(name="forward_loss")(
+        forward, embedding(next_ids), next_ids, negatives, negative_ids
+    )
     if config.bidirectional:
         backward = keras.layers.Dense(config.embedding_dim, name="backward_head")(
-            states[..., config.units:])
+            states[..., config.units :]
+        )
         losses = losses + SampledWordLoss(name="backward_loss")(
-            backward, embedding(previous_ids), previous_ids, negatives, negative_ids)
-    return keras.Model([token_ids, next_ids, previous_ids, negative_ids], losses,
-                       name="language_model")
+            backward, embedding(previous_ids), previous_ids, negatives, negative_ids
+        )
+    return keras.Model(
+        [token_ids, next_ids, previous_ids, negative_ids], losses, name="language_model"
+    )
 
 
 def _compile(model: keras.Model, config, steps: int) -> None:
-    schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, decay_steps=max(steps, 1),
-                                                      alpha=0.1)
-    model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0),
-                  loss=_model_output_is_the_loss)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.lm_learning_rate, decay_steps=max(steps, 1), alpha=0.1
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss=_model_output_is_the_loss
+    )
 
 
 def reader_layer_names(model: keras.Model) -> list:
@@ -191,27 +211,37 @@ def reader_layer_names(model: keras.Model) -> list:
     return [layer.name for layer in model.layers if layer.name in READER_LAYERS]
 
 
-def pretrain(config, pieces: np.ndarray, vocab_size: int, initial_embedding=None,
-             backup_dir: Optional[Path] = None, callbacks=(), batch_size: int = BATCH_SIZE) -> dict:
+def pretrain(
+    config,
+    pieces: np.ndarray,
+    vocab_size: int,
+    initial_embedding=None,
+    backup_dir: Path | None = None,
+    callbacks=(),
+) -> dict:
     """Trains the language model on `pieces` for config.lm_epochs epochs.
 
     pieces: <int32>[n, length] (chunk_reviews). initial_embedding: <float32>[vocab_size, E]
     to start from (the word vectors), or None. backup_dir: BackupAndRestore's directory, so
-    a killed pretraining continues where it stopped. batch_size: pieces per step. Returns {layer name: [weights]} of the
+    a killed pretraining continues where it stopped. Returns {layer name: [weights]} of the
     reader layers, and "history": the per-epoch losses.
     """
     model = build_language_model(config, vocab_size)
     if initial_embedding is not None:
         model.get_layer("embedding").set_weights([initial_embedding])
-    batches = LanguageModelBatches(pieces, sampling_probabilities(pieces, vocab_size),
-                                   batch_size, config.seed)
+    probabilities = sampling_probabilities(pieces, vocab_size, config.lm_sampling_power)
+    batches = LanguageModelBatches(
+        pieces, probabilities, config.lm_batch_size, config.seed, negatives=config.lm_negatives
+    )
     _compile(model, config, config.lm_epochs * len(batches))
     all_callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
     if backup_dir is not None:
-        all_callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir),
-                                                              save_freq=BACKUP_EVERY_BATCHES))
-    history = model.fit(batches, epochs=config.lm_epochs, callbacks=all_callbacks, verbose=1,
-                        shuffle=False)
+        all_callbacks.append(
+            keras.callbacks.BackupAndRestore(str(backup_dir), save_freq=BACKUP_EVERY_BATCHES)
+        )
+    history = model.fit(
+        batches, epochs=config.lm_epochs, callbacks=all_callbacks, verbose=1, shuffle=False
+    )
     if model.stop_training:  # TerminateOnNaN: these weights are not worth keeping
         raise RuntimeError("language-model pretraining stopped on a NaN loss")
     weights = {name: model.get_layer(name).get_weights() for name in reader_layer_names(model)}
@@ -219,56 +249,72 @@ def pretrain(config, pieces: np.ndarray, vocab_size: int, initial_embedding=None
     return weights
 
 
-def _cache_path(config, tokens) -> Path:
-    settings = {"format": _FORMAT, "tokens": tokens.settings, "epochs": config.lm_epochs,
-                "embedding_dim": config.embedding_dim, "units": config.units,
-                "bidirectional": config.bidirectional, "input_dropout": config.input_dropout,
-                "recurrent_dropout": config.recurrent_dropout, "seed": config.seed,
-                "word_vectors": config.pretrain_embeddings, "chunk": CHUNK_LENGTH,
-                "negatives": NEGATIVES, "batch": BATCH_SIZE, "learning_rate": LEARNING_RATE}
-    return Path(config.cache_dir) / f"reader-{data.short_hash(settings)}.npz"
+def reader_settings(config, tokens) -> dict:
+    """Everything the pretrained reader depends on: the token ids, the word vectors it starts
+    from (if any), and the Config fields that feed it (config.LANGUAGE_MODEL)."""
+    vectors = embeddings.vectors_settings(config, tokens) if config.pretrain_embeddings else None
+    return {
+        "format": _FORMAT,
+        "tokens": tokens.settings,
+        "vectors": vectors,
+        **cache_settings(config, LANGUAGE_MODEL),
+    }
 
 
 def _save(path: Path, weights: dict) -> None:
-    arrays = {f"{name}/{index}": array for name, layer_weights in weights.items()
-              if name != "history" for index, array in enumerate(layer_weights)}
+    arrays = {
+        f"{name}/{index}": array
+        for name, layer_weights in weights.items()
+        if name != "history"
+        for index, array in enumerate(layer_weights)
+    }
     arrays["history"] = np.asarray(weights.get("history", []), np.float64)
-    data.write_atomically(path, lambda file: np.savez(file, **arrays))
+    write_atomically(path, lambda file: np.savez(file, **arrays))
 
 
 def _load(path: Path) -> dict:
     weights: dict = {}
-    with np.load(path) as stored:
-        weights["history"] = stored["history"].tolist()
-        layer_keys = [key.split("/") for key in stored.files if key != "history"]
-        for name, index in sorted(layer_keys, key=lambda pair: (pair[0], int(pair[1]))):
-            weights.setdefault(name, []).append(stored[f"{name}/{index}"])
+    try:
+        with np.load(path) as stored:
+            weights["history"] = stored["history"].tolist()
+            layer_keys = [key.split("/") for key in stored.files if key != "history"]
+            for name, index in sorted(layer_keys, key=lambda pair: (pair[0], int(pair[1]))):
+                weights.setdefault(name, []).append(stored[f"{name}/{index}"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise UserError(f"{path}: not a readable pretrained reader ({error})") from error
+    print(f"Pretrained reader layers from {path}")
     return weights
 
 
-def reader_weights(config, tokens, initial_embedding=None) -> dict:
+def reader_weights(config, tokens) -> dict:
     """Pretrained {layer name: [weights]} for the classifier's reader layers; cached.
 
-    Pretrains on the training split and the unlabeled reviews (TensorFlow needed the first
-    time, to vectorize them); later runs with the same settings load the cache with NumPy.
+    Pretrains on the training split and the unlabeled reviews, starting from the word vectors
+    when config.pretrain_embeddings (TensorFlow needed the first time, to encode the unlabeled
+    reviews); later runs with the same settings load the cache with NumPy alone.
     """
-    path = _cache_path(config, tokens)
-    if path.exists():
-        print(f"Pretrained reader layers from {path}")
-        return _load(path)
-    data.require_tensorflow("the pretrained language model", path, "--lm-epochs 0")
-    started = time.perf_counter()
-    unlabeled = data.unlabeled_ids(config, tokens.vocabulary)
-    pieces = chunk_reviews(list(tokens.train.ids) + unlabeled, CHUNK_LENGTH)
-    tokens_count = int(np.sum(pieces > 0))
-    print(f"Language-model pretraining: {len(tokens.train.ids)} training and {len(unlabeled)} "
-          f"unlabeled reviews, {len(pieces)} pieces, {tokens_count} tokens, "
-          f"{config.lm_epochs} epoch(s)")
+    path = Path(config.cache_dir) / f"reader-{short_hash(reader_settings(config, tokens))}.npz"
     backup_dir = path.with_name(path.stem + "-backup")
-    weights = pretrain(config, pieces, len(tokens.vocabulary), initial_embedding, backup_dir)
-    _save(path, weights)
-    shutil.rmtree(backup_dir, ignore_errors=True)
-    print(f"Pretrained in {time.perf_counter() - started:.0f} s, cached at {path}")
+
+    def build():
+        require_tensorflow("the pretrained language model", path, "--lm-epochs 0")
+        vectors = (
+            embeddings.pretrained_embeddings(config, tokens) if config.pretrain_embeddings else None
+        )
+        started = time.perf_counter()
+        unlabeled = token_cache.unlabeled_ids(config, tokens)
+        pieces = chunk_reviews(list(tokens.train.ids) + unlabeled, config.lm_chunk_length)
+        print(
+            f"Language-model pretraining: {len(tokens.train.ids)} training and "
+            f"{len(unlabeled)} unlabeled reviews, {len(pieces)} pieces, "
+            f"{int(np.sum(pieces > 0))} tokens, {config.lm_epochs} epoch(s)"
+        )
+        weights = pretrain(config, pieces, len(tokens.vocabulary), vectors, backup_dir)
+        print(f"Pretrained in {time.perf_counter() - started:.0f} s, cached at {path}")
+        return weights
+
+    weights = cached(path, build, _save, _load)
+    shutil.rmtree(backup_dir, ignore_errors=True)  # the cache now holds what it protected
     return weights
 
 

@@ -1,19 +1,17 @@
 """Trains the IMDB sentiment LSTM: `python -m lstm_reviews.train --help`.
 
+    tokens (cache) -> batches -> model, started from the word vectors and the pretrained
+    language model -> Keras fit -> the run directory (rundir) -> the SavedModel (export)
+
 Keras' fit and callbacks do the work: BackupAndRestore (resume a killed run),
 ModelCheckpoint (best on validation, written atomically), EarlyStopping, TensorBoard,
-CSVLogger, TerminateOnNaN. Training reads the token cache (data.prepare_tokens), so it
+CSVLogger, TerminateOnNaN. Training reads the token cache (tokens.prepare_tokens), so it
 runs on the JAX backend too; TensorFlow is imported only where the TF backend is used.
-
-Run directory (config.output_dir):
-    config.json  history.csv  model.keras  metrics.json  vocabulary.txt  backup/  logs/
 """
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-import json
 import os
 import platform
 import sys
@@ -23,17 +21,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from lstm_reviews import data, embeddings, pretrain
-from lstm_reviews.config import Config, config_from_args
+from lstm_reviews import batches, embeddings, pretrain, tokens
+from lstm_reviews.config import Config, config_from_args, option, resume_conflicts
+from lstm_reviews.errors import UserError, run_command
 from lstm_reviews.model import build_model, compile_model
+from lstm_reviews.rundir import MODEL, RunDir
 
 # Accuracy is what we report, so it picks the best epoch and stops training.
 MONITOR, MONITOR_MODE = "val_accuracy", "max"
-# Mid-epoch backups: a killed epoch loses at most this many batches' worth of weights.
+# Backups within an epoch keep the weights of at most this many batches ago; Keras then
+# replays that epoch from its first batch on resume (it restores weights, not the position).
 BACKUP_EVERY_BATCHES = 100
-# Settings a resumed run may change; any other difference means a different run.
-RESUMABLE_CHANGES = {"resume", "epochs", "patience", "export", "export_dir", "output_dir", "data",
-                     "cache_dir"}
 
 
 def _tensorflow_or_none():
@@ -43,10 +41,6 @@ def _tensorflow_or_none():
     except ImportError:
         return None
     return tf
-
-
-def _uses_tf_data() -> bool:
-    return keras.backend.backend() == "tensorflow" and _tensorflow_or_none() is not None
 
 
 def set_up_backend(config: Config) -> None:
@@ -59,7 +53,9 @@ def set_up_backend(config: Config) -> None:
         tf = _tensorflow_or_none()
         if tf is not None:
             tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if config.mixed_precision else "float32"
+    )
 
 
 def describe_device() -> str:
@@ -96,31 +92,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def make_batches(split, config: Config, shuffle: bool):
-    """Batches of (ids <int32>[batch, time], labels <float32>[batch]) for `split`.
-
-    tf.data under the TensorFlow backend; data.NumpyBatches otherwise (no TF needed).
-    """
-    kwargs = dict(batch_size=config.batch_size, max_length=config.max_length, shuffle=shuffle,
-                  seed=config.seed, bucket=config.bucket_by_length)
-    if _uses_tf_data():
-        return data.make_dataset(split, **kwargs)
-    return data.NumpyBatches(split, **kwargs)
-
-
-def count_tokens(split, max_length: int) -> int:
-    """Non-padding tokens per epoch of `split` once reviews are cut to max_length."""
-    return int(sum(min(len(ids), max_length) for ids in split.ids))
-
-
-def initialize_reader(model: keras.Model, config: Config, tokens) -> None:
+def initialize_reader(model: keras.Model, config: Config, token_data) -> None:
     """Starts the embedding, and with --lm-epochs the LSTM too, from the unlabeled reviews:
     the word vectors (embeddings.py), then the language model pretrained from them (pretrain.py)."""
-    vectors = embeddings.pretrained_embeddings(config, tokens) if config.pretrain_embeddings else None
     if config.lm_epochs:
-        pretrain.load_into(model, pretrain.reader_weights(config, tokens, vectors))
-    elif vectors is not None:
-        model.get_layer("embedding").set_weights([vectors])
+        pretrain.load_into(model, pretrain.reader_weights(config, token_data))
+    elif config.pretrain_embeddings:
+        model.get_layer("embedding").set_weights(
+            [embeddings.pretrained_embeddings(config, token_data)]
+        )
 
 
 def train_step(model: keras.Model, ids, labels) -> dict:
@@ -214,79 +194,70 @@ class TrainingClock(keras.callbacks.Callback):
         self._stop()
 
 
-def read_history(path: Path) -> list[dict]:
-    """Rows of a CSVLogger file as dicts (empty if there is none)."""
-    if not path.exists():
-        return []
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _trim_history(path: Path, epochs_done: int) -> list[dict]:
-    """Keeps the rows of the epochs the backup holds, so a resumed run logs each epoch once.
-
-    A kill between CSVLogger's write and BackupAndRestore's could otherwise leave a row
-    for an epoch that is trained again.
-    """
-    rows = [row for row in read_history(path) if int(row["epoch"]) < epochs_done]
-    if rows:
-        with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0].keys()))
-            writer.writeheader()
-            writer.writerows(rows)
-    elif path.exists():
-        path.unlink()  # CSVLogger writes the header again
-    return rows
-
-
-def _prepare_run_dir(config: Config, run_dir: Path) -> tuple[list[dict], int]:
+def _prepare_run_dir(config: Config, run_dir: RunDir) -> tuple[list[dict], int]:
     """Checks the run directory against --resume; returns (history rows kept, epochs done)."""
-    exists = run_dir.exists() and any(run_dir.iterdir())
+    path = run_dir.path
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--output-dir {path} is a file; expected a directory for the run")
+    exists = path.exists() and any(path.iterdir())
     if exists and not config.resume:
-        raise FileExistsError(
-            f"run directory {run_dir} already exists and is not empty; pass --resume to "
-            f"continue it, or choose another --output-dir"
+        raise UserError(
+            f"run directory {path} already exists and is not empty; pass --resume "
+            f"to continue it, or choose another --output-dir"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
     if not config.resume:
         return [], 0
-    saved_path = run_dir / "config.json"
-    if not exists or not saved_path.exists():
-        raise FileNotFoundError(f"--resume: {run_dir} holds no run to resume (no config.json)")
-    saved = Config.load(saved_path)
-    changed = [name for name in Config.__dataclass_fields__
-               if name not in RESUMABLE_CHANGES and getattr(saved, name) != getattr(config, name)]
+    if not exists or not (run_dir / "config.json").exists():
+        raise UserError(f"--resume: {path} holds no run to resume (no config.json)")
+    saved = run_dir.read_config()
+    changed = resume_conflicts(saved, config)
     if changed:
-        details = ", ".join(f"--{n.replace('_', '-')} {getattr(saved, n)!r} -> {getattr(config, n)!r}"
-                            for n in changed)
-        raise ValueError(f"--resume: settings differ from the run in {run_dir}: {details}")
-    metadata = run_dir / "backup" / "training_metadata.json"
-    epochs_done = json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
-    if not metadata.exists() and (run_dir / "metrics.json").exists():
-        raise ValueError(f"--resume: the run in {run_dir} already finished (metrics.json exists)")
-    return _trim_history(run_dir / "history.csv", epochs_done), epochs_done
+        details = ", ".join(
+            f"{option(name)} {getattr(saved, name)!r} -> {getattr(config, name)!r}"
+            for name in changed
+        )
+        raise UserError(f"--resume: settings differ from the run in {path}: {details}")
+    epochs_done = run_dir.backup_epochs()
+    if not epochs_done and not run_dir.backup.exists() and (run_dir / "metrics.json").exists():
+        raise UserError(f"--resume: the run in {path} already finished (metrics.json exists)")
+    return run_dir.trim_history(epochs_done), epochs_done
 
 
-def make_callbacks(config: Config, run_dir: Path, history_rows=(),
-                   backup_every_batches: int = BACKUP_EVERY_BATCHES) -> list:
+def make_callbacks(
+    config: Config,
+    run_dir: RunDir,
+    history_rows=(),
+    backup_every_batches: int = BACKUP_EVERY_BATCHES,
+) -> list:
     """Keras' callbacks for a run in `run_dir`; `history_rows` are a resumed run's epochs."""
     best_so_far = [float(row[MONITOR]) for row in history_rows if row.get(MONITOR)]
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         # Before CSVLogger, so a kill between the two loses a row rather than duplicating one
-        # (and _trim_history drops any row past the backup anyway).
-        EpochAndBatchBackup(str(run_dir / "backup"), save_freq=backup_every_batches),
+        # (and RunDir.trim_history drops any row past the backup anyway).
+        EpochAndBatchBackup(str(run_dir.backup), save_freq=backup_every_batches),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=config.resume),
         AtomicModelCheckpoint(
-            run_dir / "model.keras", monitor=MONITOR, mode=MONITOR_MODE, save_best_only=True,
-            initial_value_threshold=(max(best_so_far) if best_so_far else None), verbose=1,
+            run_dir / MODEL,
+            monitor=MONITOR,
+            mode=MONITOR_MODE,
+            save_best_only=True,
+            initial_value_threshold=(max(best_so_far) if best_so_far else None),
+            verbose=1,
         ),
-        ResumableEarlyStopping(history_rows, monitor=MONITOR, mode=MONITOR_MODE,
-                               patience=config.patience, restore_best_weights=True, verbose=1),
+        ResumableEarlyStopping(
+            history_rows,
+            monitor=MONITOR,
+            mode=MONITOR_MODE,
+            patience=config.patience,
+            restore_best_weights=True,
+            verbose=1,
+        ),
     ]
     if _tensorflow_or_none() is not None and importlib.util.find_spec("tensorboard"):
         # Keras' TensorBoard writes through tf.summary, which needs the tensorboard package.
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir.logs)))
     else:
         print("TensorBoard logs skipped: they need the tensorflow and tensorboard packages")
     return callbacks
@@ -301,103 +272,125 @@ def export_or_explain(config: Config, run_dir: Path):
     if keras.backend.backend() != "tensorflow" or _tensorflow_or_none() is None:
         print(f"SavedModel export needs the TensorFlow backend. To export later: {later}")
         return None
-    try:
-        from lstm_reviews.export import export_saved_model
-    except ImportError:
-        print(f"lstm_reviews.export is not available. To export later: {later}")
-        return None
+    from lstm_reviews.export import export_saved_model
+
     path = export_saved_model(run_dir, config.export_dir)
     print(f"SavedModel exported to {path}")
     return path
 
 
-def train_and_evaluate(config: Config, run_dir=None, *, callbacks=(),
-                       backup_every_batches: int = BACKUP_EVERY_BATCHES) -> dict:
+def train_and_evaluate(
+    config: Config, run_dir=None, *, callbacks=(), backup_every_batches: int = BACKUP_EVERY_BATCHES
+) -> dict:
     """Trains per `config` in `run_dir` (default config.output_dir); returns metrics.json's dict.
 
     callbacks: extra Keras callbacks (tests use one to interrupt a run).
     backup_every_batches: how often BackupAndRestore saves within an epoch.
-    Raises FileExistsError (non-empty run dir without --resume), data.DataError, ValueError.
+    Raises UserError for a run directory or data the user must fix.
     """
-    run_dir = Path(run_dir or config.output_dir)
+    run_dir = RunDir(run_dir or config.output_dir)
     history_rows, epochs_done = _prepare_run_dir(config, run_dir)
     started = time.perf_counter()
     set_up_backend(config)
     print(f"Config:\n{config.to_json()}")
     print(f"Backend: {keras.backend.backend()}, device: {describe_device()}")
 
-    tokens = data.prepare_tokens(config)
-    vocabulary = list(tokens.vocabulary)
-    config.save(run_dir / "config.json")
-    # One token per line, exactly get_vocabulary(): line k is token id k.
-    (run_dir / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
-    print(f"Reviews: {len(tokens.train.labels)} train, {len(tokens.validation.labels)} validation, "
-          f"{len(tokens.test.labels)} test; vocabulary {len(vocabulary)} tokens")
+    token_data = tokens.prepare_tokens(config)
+    vocabulary = list(token_data.vocabulary)
+    run_dir.write_config(config)
+    run_dir.write_vocabulary(vocabulary)
+    print(
+        f"Reviews: {len(token_data.train)} train, {len(token_data.validation)} validation, "
+        f"{len(token_data.test)} test; vocabulary {len(vocabulary)} tokens"
+    )
 
-    train_batches = make_batches(tokens.train, config, shuffle=True)
-    validation_batches = make_batches(tokens.validation, config, shuffle=False)
-    test_batches = make_batches(tokens.test, config, shuffle=False)
+    train_batches = batches.make_batches(token_data.train, config, shuffle=True)
+    validation_batches = batches.make_batches(token_data.validation, config, shuffle=False)
+    test_batches = batches.make_batches(token_data.test, config, shuffle=False)
 
     # Bucketing makes the count vary a little between epochs: the schedule needs only its scale.
-    steps_per_epoch = -(-len(tokens.train.labels) // config.batch_size)
+    steps_per_epoch = -(-len(token_data.train) // config.batch_size)
     model = compile_model(build_model(config, len(vocabulary)), config, steps_per_epoch)
     if epochs_done:  # BackupAndRestore brings the weights back: no fresh start to make
-        print(f"Resuming {run_dir} after epoch {epochs_done} of {config.epochs}")
+        print(f"Resuming {run_dir.path} after epoch {epochs_done} of {config.epochs}")
     else:
-        initialize_reader(model, config, tokens)
+        initialize_reader(model, config, token_data)
     clock = TrainingClock()
     all_callbacks = make_callbacks(config, run_dir, history_rows, backup_every_batches)
     all_callbacks += [clock, *callbacks]
-    model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
-              callbacks=all_callbacks, verbose=1,
-              shuffle=False)  # the batches come shuffled (and bucketed) from the data module
+    model.fit(
+        train_batches,
+        validation_data=validation_batches,
+        epochs=config.epochs,
+        callbacks=all_callbacks,
+        verbose=1,
+        shuffle=False,
+    )  # the batches come shuffled (and bucketed) from the batches module
 
-    history = read_history(run_dir / "history.csv")
-    if not (run_dir / "model.keras").exists():
-        raise RuntimeError(f"training produced no checkpoint in {run_dir}: did every epoch fail?")
+    history = run_dir.read_history()
+    if not (run_dir / MODEL).exists():
+        raise RuntimeError(
+            f"training produced no checkpoint in {run_dir.path}: did every epoch fail?"
+        )
     # The best checkpoint, not the last weights: also right for a resumed run.
-    best = keras.saving.load_model(run_dir / "model.keras")
+    best = keras.saving.load_model(run_dir / MODEL)
     compile_model(best, config)
     validation = evaluate(best, validation_batches)
     test = evaluate(best, test_batches)
-    train_tokens = count_tokens(tokens.train, config.max_length) * clock.epochs
+    train_tokens = batches.count_tokens(token_data.train, config.max_length) * clock.epochs
     metrics = {
-        "validation_accuracy": validation["accuracy"], "validation_loss": validation["loss"],
-        "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+        "validation_accuracy": validation["accuracy"],
+        "validation_loss": validation["loss"],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
         "epochs": len(history),
-        "best_epoch": 1 + int(np.argmax([float(row[MONITOR]) for row in history])) if history else 0,
+        "best_epoch": (
+            1 + int(np.argmax([float(row[MONITOR]) for row in history])) if history else 0
+        ),
         "wall_time_s": round(time.perf_counter() - started, 1),
         "train_seconds": round(clock.seconds, 1),
         "tokens_per_second": round(train_tokens / clock.seconds, 1) if clock.seconds else 0.0,
-        "train_reviews": len(tokens.train.labels), "validation_reviews": len(tokens.validation.labels),
-        "test_reviews": len(tokens.test.labels), "vocabulary_size": len(vocabulary),
-        "backend": keras.backend.backend(), "device": describe_device(),
+        "train_reviews": len(token_data.train),
+        "validation_reviews": len(token_data.validation),
+        "test_reviews": len(token_data.test),
+        "vocabulary_size": len(vocabulary),
+        "backend": keras.backend.backend(),
+        "device": describe_device(),
         "keras_version": keras.__version__,
     }
-    partial = run_dir / ".partial-metrics.json"
-    partial.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(partial, run_dir / "metrics.json")
-    print(f"Best epoch {metrics['best_epoch']} of {metrics['epochs']}: "
-          f"validation accuracy {validation['accuracy']:.4f}, test accuracy {test['accuracy']:.4f} "
-          f"(loss {test['loss']:.4f}); {metrics['tokens_per_second']:.0f} tokens/s")
-    export_or_explain(config, run_dir)
+    run_dir.write_metrics(metrics)
+    print(
+        f"Best epoch {metrics['best_epoch']} of {metrics['epochs']}: "
+        f"validation accuracy {validation['accuracy']:.4f}, test accuracy {test['accuracy']:.4f} "
+        f"(loss {test['loss']:.4f}); {metrics['tokens_per_second']:.0f} tokens/s"
+    )
+    export_or_explain(config, run_dir.path)
     return metrics
 
 
+def _interrupted_message(config: Config) -> str:
+    """What Ctrl-C leaves, said as it is at that moment."""
+    run_dir = RunDir(config.output_dir)
+    if (run_dir / "config.json").exists() and not (run_dir / "metrics.json").exists():
+        return (
+            f"Interrupted. Continue with the same options plus --resume "
+            f"(the run directory is {run_dir.path})."
+        )
+    if (run_dir / "metrics.json").exists():
+        return f"Interrupted after training finished; the run in {run_dir.path} is complete."
+    return "Interrupted before the run started: nothing was saved; run the same command again."
+
+
 def main(argv=None) -> int:
-    """CLI entry: exit 0 on success, 2 on a user mistake, 130 on Ctrl-C."""
-    config = config_from_args(argv, description="Train the IMDB sentiment LSTM.",
-                              prog="python -m lstm_reviews.train")
-    try:
+    """CLI entry: exit 0 on success, 2 on a user mistake, 130 on Ctrl-C, 1 on a bug."""
+    config = config_from_args(
+        argv, description="Train the IMDB sentiment LSTM.", prog="python -m lstm_reviews.train"
+    )
+
+    def body():
         train_and_evaluate(config)
-    except KeyboardInterrupt:
-        print(f"\nInterrupted. Continue with the same options plus --resume "
-              f"(the run directory is {config.output_dir}).", file=sys.stderr)
-        return 130
-    except (data.DataError, FileExistsError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_command(body, on_interrupt=lambda: _interrupted_message(config))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,24 @@ import pytest
 
 POSITIVE_WORDS = ["amazing", "wonderful", "great", "brilliant", "loved", "superb"]
 NEGATIVE_WORDS = ["awful", "terrible", "boring", "worst", "hated", "dull"]
-FILLER_WORDS = ["this", "movie", "film", "the", "a", "plot", "actors", "give", "all", "should",
-                "was", "and", "it", "story", "of", "scene"]
+FILLER_WORDS = [
+    "this",
+    "movie",
+    "film",
+    "the",
+    "a",
+    "plot",
+    "actors",
+    "give",
+    "all",
+    "should",
+    "was",
+    "and",
+    "it",
+    "story",
+    "of",
+    "scene",
+]
 
 
 def _review(rng: random.Random, sentiment_words: list[str]) -> str:
@@ -23,8 +39,14 @@ def _review(rng: random.Random, sentiment_words: list[str]) -> str:
     return text.replace(" the ", " the<br /><br />", 1)
 
 
-def write_tiny_imdb(root: Path, per_class_train: int = 40, per_class_test: int = 20,
-                    unlabeled: int = 10, reviews_per_movie: int = 4, seed: int = 0) -> Path:
+def write_tiny_imdb(
+    root: Path,
+    per_class_train: int = 40,
+    per_class_test: int = 20,
+    unlabeled: int = 10,
+    reviews_per_movie: int = 4,
+    seed: int = 0,
+) -> Path:
     """Writes root/aclImdb in the archive's layout and returns that directory.
 
     Review k of a split/class belongs to movie k // reviews_per_movie, as listed in
@@ -32,8 +54,10 @@ def write_tiny_imdb(root: Path, per_class_train: int = 40, per_class_test: int =
     """
     rng = random.Random(seed)
     top = root / "aclImdb"
-    layout = {"train": {"pos": per_class_train, "neg": per_class_train, "unsup": unlabeled},
-              "test": {"pos": per_class_test, "neg": per_class_test}}
+    layout = {
+        "train": {"pos": per_class_train, "neg": per_class_train, "unsup": unlabeled},
+        "test": {"pos": per_class_test, "neg": per_class_test},
+    }
     for split, classes in layout.items():
         for name, count in classes.items():
             folder = top / split / name
@@ -51,7 +75,9 @@ def write_tiny_imdb(root: Path, per_class_train: int = 40, per_class_test: int =
                 urls.append(f"http://www.imdb.com/title/{movie}/usercomments")
             (top / split / f"urls_{name}.txt").write_text("\n".join(urls) + "\n")
     (top / "README").write_text("Tiny aclImdb fixture for tests.\n")
-    (top / "imdb.vocab").write_text("\n".join(POSITIVE_WORDS + NEGATIVE_WORDS + FILLER_WORDS) + "\n")
+    (top / "imdb.vocab").write_text(
+        "\n".join(POSITIVE_WORDS + NEGATIVE_WORDS + FILLER_WORDS) + "\n"
+    )
     return top
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lstm_reviews.config import Config
+from lstm_reviews.rundir import RunDir
 
 TRAIN_TEXTS = [
     "A wonderful film, the actors were brilliant and I loved the story.",
@@ -29,8 +30,8 @@ def write_run_dir(run_dir: Path, **overrides) -> Config:
     """
     import keras
 
-    from lstm_reviews.data import build_vectorizer
     from lstm_reviews.model import build_model
+    from lstm_reviews.text import build_vectorizer
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -40,30 +41,32 @@ def write_run_dir(run_dir: Path, **overrides) -> Config:
     vocabulary = vectorizer.get_vocabulary()
     model = build_model(config, len(vocabulary))
     rng = np.random.default_rng(config.seed)
-    model.set_weights([rng.normal(0.0, 1.5, size=w.shape).astype(w.dtype) for w in model.get_weights()])
-    config.save(run_dir / "config.json")
+    model.set_weights(
+        [rng.normal(0.0, 1.5, size=w.shape).astype(w.dtype) for w in model.get_weights()]
+    )
+    RunDir(run_dir).write_config(config)
     (run_dir / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
     model.save(run_dir / "model.keras")
     return config
 
 
 def keras_probabilities(run_dir: Path, texts: list[str]) -> np.ndarray:
-    """The reference: the run's Keras model on training-style ids (data.keep_last_tokens).
+    """The reference: the run's Keras model on training-style ids (text.keep_last_tokens).
 
     texts: N reviews -> <float32>[N] probabilities of the positive class.
     """
     import keras
 
     import lstm_reviews.model  # noqa: F401  (registers the layers)
-    from lstm_reviews.data import keep_last_tokens, vectorizer_from_vocabulary
-    from lstm_reviews.export import read_vocabulary
+    from lstm_reviews.text import keep_last_tokens, vectorizer_from_vocabulary
 
     run_dir = Path(run_dir)
-    config = Config.load(run_dir / "config.json")
+    config = RunDir(run_dir).read_config()
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
-    vectorizer = vectorizer_from_vocabulary(read_vocabulary(run_dir / "vocabulary.txt"))
-    rows = [keep_last_tokens(np.asarray(ids), config.max_length)
-            for ids in vectorizer(texts).to_list()]
+    vectorizer = vectorizer_from_vocabulary(RunDir(run_dir).read_vocabulary())
+    rows = [
+        keep_last_tokens(np.asarray(ids), config.max_length) for ids in vectorizer(texts).to_list()
+    ]
     ids = np.zeros((len(rows), max(1, max(len(row) for row in rows))), np.int32)
     for index, row in enumerate(rows):
         ids[index, : len(row)] = row

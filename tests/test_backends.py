@@ -26,9 +26,23 @@ def test_cell_tests_pass_under_the_other_backend(backend, tmp_path):
     report = tmp_path / "report.xml"
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W",
-         "ignore::DeprecationWarning", f"--junitxml={report}", str(CELL_TESTS)],
-        cwd=CELL_TESTS.parent.parent, env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "ignore::DeprecationWarning",
+            f"--junitxml={report}",
+            str(CELL_TESTS),
+        ],
+        cwd=CELL_TESTS.parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"test_cell.py failed under {backend}:\n{output[-4000:]}"
@@ -40,8 +54,11 @@ def test_cell_tests_pass_under_the_other_backend(backend, tmp_path):
     assert counts["tests"] >= 40 and counts["failures"] == counts["errors"] == 0, counts
     assert counts["skipped"] == 0, counts  # nothing may hide behind a skip
     # The subprocess really ran on `backend`: this test asserts keras.backend.backend().
-    backend_checks = [case for case in suite.iter("testcase")
-                      if case.get("name") == "test_runs_on_the_requested_backend"]
+    backend_checks = [
+        case
+        for case in suite.iter("testcase")
+        if case.get("name") == "test_runs_on_the_requested_backend"
+    ]
     assert len(backend_checks) == 1, "the backend check did not run"
     outcome = {child.tag for child in backend_checks[0]}
     assert not outcome & {"failure", "error", "skipped"}, outcome

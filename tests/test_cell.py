@@ -86,13 +86,18 @@ def _pair(dtype, direction, seed=0, bidirectional=False, **rnn_kwargs):
 
 # ---------------------------------------------------------------- forward parity with Keras
 
-@pytest.mark.parametrize("direction, rnn_kwargs", [
-    ("keras_to_ours", {}),
-    ("ours_to_keras", {}),
-    ("keras_to_ours", {"return_sequences": True}),
-    ("ours_to_keras", {"return_state": True}),
-    ("keras_to_ours", {"return_sequences": True, "return_state": True, "go_backwards": True}),
-], ids=["last-keras_to_ours", "last-ours_to_keras", "sequences", "state", "backwards"])
+
+@pytest.mark.parametrize(
+    "direction, rnn_kwargs",
+    [
+        ("keras_to_ours", {}),
+        ("ours_to_keras", {}),
+        ("keras_to_ours", {"return_sequences": True}),
+        ("ours_to_keras", {"return_state": True}),
+        ("keras_to_ours", {"return_sequences": True, "return_state": True, "go_backwards": True}),
+    ],
+    ids=["last-keras_to_ours", "last-ours_to_keras", "sequences", "state", "backwards"],
+)
 def test_equals_keras_lstm(dtype, direction, rnn_kwargs):
     ours, theirs = _pair(dtype, direction, **rnn_kwargs)
     x = _inputs(1, dtype)
@@ -135,7 +140,7 @@ def test_equals_keras_lstm_with_right_padded_mask(dtype):
     _, h, c = _numpy(ours_out)
     for row in (1, 3):
         length = lengths[row]
-        _, h_alone, c_alone = _numpy(ours(ids[row:row + 1, :length]))
+        _, h_alone, c_alone = _numpy(ours(ids[row : row + 1, :length]))
         np.testing.assert_allclose(h[row], h_alone[0], rtol=0, atol=TOLERANCE[dtype])
         np.testing.assert_allclose(c[row], c_alone[0], rtol=0, atol=TOLERANCE[dtype])
     _, h_unmasked, _ = _numpy(ours(np.where(ids == 0, 1, ids)))
@@ -143,6 +148,7 @@ def test_equals_keras_lstm_with_right_padded_mask(dtype):
 
 
 # ---------------------------------------------------------------- gradients
+
 
 def _gradients(layer, x, upstream):
     """Gradients of sum(layer(x) * upstream) w.r.t. x and each trainable weight, as NumPy.
@@ -176,15 +182,19 @@ def _gradients(layer, x, upstream):
     return [ops.convert_to_numpy(g) for g in grads]
 
 
-@pytest.mark.parametrize("rnn_kwargs", [{}, {"return_sequences": True, "go_backwards": True}],
-                         ids=["last", "sequences_backwards"])
+@pytest.mark.parametrize(
+    "rnn_kwargs",
+    [{}, {"return_sequences": True, "go_backwards": True}],
+    ids=["last", "sequences_backwards"],
+)
 def test_gradients_equal_keras_lstm(dtype, rnn_kwargs):
     ours, theirs = _pair(dtype, "keras_to_ours", seed=5, **rnn_kwargs)
     x = _inputs(6, dtype)
     out_shape = (BATCH, TIME, UNITS) if rnn_kwargs else (BATCH, UNITS)
     upstream = np.random.default_rng(7).standard_normal(out_shape).astype(dtype)
     assert [v.path.split("/")[-1] for v in ours.trainable_variables] == [
-        v.path.split("/")[-1] for v in theirs.trainable_variables]
+        v.path.split("/")[-1] for v in theirs.trainable_variables
+    ]
     ours_grads, theirs_grads = _gradients(ours, x, upstream), _gradients(theirs, x, upstream)
     assert len(ours_grads) == 4  # inputs, kernel, recurrent_kernel, bias
     for ours_grad, theirs_grad in zip(ours_grads, theirs_grads):
@@ -194,6 +204,7 @@ def test_gradients_equal_keras_lstm(dtype, rnn_kwargs):
 
 
 # ---------------------------------------------------------------- independent NumPy reference
+
 
 def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
@@ -207,9 +218,9 @@ def numpy_lstm(x, kernel, recurrent_kernel, bias):
     Returns a dict GATE_NAMES -> <float64>[batch, time, units].
     """
     units = recurrent_kernel.shape[0]
-    W_i, W_f, W_c, W_o = (kernel[:, k * units:(k + 1) * units] for k in range(4))
-    U_i, U_f, U_c, U_o = (recurrent_kernel[:, k * units:(k + 1) * units] for k in range(4))
-    b_i, b_f, b_c, b_o = (bias[k * units:(k + 1) * units] for k in range(4))
+    W_i, W_f, W_c, W_o = (kernel[:, k * units : (k + 1) * units] for k in range(4))
+    U_i, U_f, U_c, U_o = (recurrent_kernel[:, k * units : (k + 1) * units] for k in range(4))
+    b_i, b_f, b_c, b_o = (bias[k * units : (k + 1) * units] for k in range(4))
     h = np.zeros((x.shape[0], units))
     c = np.zeros((x.shape[0], units))
     steps = {name: [] for name in GATE_NAMES}
@@ -243,21 +254,25 @@ def test_matches_independent_numpy_reference():
     if BACKEND == "tensorflow":
         assert tolerance == 1e-10  # TensorFlow computes float64 throughout
     with _precision("float64"):
-        layer = keras.layers.RNN(LSTMCell(UNITS, return_gates=True, dtype="float64"),
-                                 return_sequences=True, dtype="float64")
+        layer = keras.layers.RNN(
+            LSTMCell(UNITS, return_gates=True, dtype="float64"),
+            return_sequences=True,
+            dtype="float64",
+        )
         layer.build((None, TIME, INPUT_DIM))
         weights = _randomize(layer, 8)
         x = _inputs(9, "float64")
-        gates = {k: ops.convert_to_numpy(v)
-                 for k, v in split_gates(layer(x), UNITS).items()}
+        gates = {k: ops.convert_to_numpy(v) for k, v in split_gates(layer(x), UNITS).items()}
     reference = numpy_lstm(x, *weights)
     for name in GATE_NAMES:
-        np.testing.assert_allclose(gates[name], reference[name], rtol=0, atol=tolerance,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            gates[name], reference[name], rtol=0, atol=tolerance, err_msg=name
+        )
 
 
-@pytest.mark.parametrize("first, second", [(0, 1), (1, 2), (2, 3), (0, 3)],
-                         ids=["i<->f", "f<->c", "c<->o", "i<->o"])
+@pytest.mark.parametrize(
+    "first, second", [(0, 1), (1, 2), (2, 3), (0, 3)], ids=["i<->f", "f<->c", "c<->o", "i<->o"]
+)
 def test_swapped_gate_blocks_break_parity(first, second):
     """The parity checks have teeth: exchanging two gates' kernel columns is caught."""
     ours, theirs = _pair("float32", "keras_to_ours", seed=10, return_sequences=True)
@@ -269,14 +284,23 @@ def test_swapped_gate_blocks_break_parity(first, second):
     blocks[first], blocks[second] = blocks[second], blocks[first]
     ours.set_weights([np.concatenate(blocks, axis=1), recurrent_kernel, bias])
     assert _max_diff(ours(x), theirs(x)) > 1e-2
-    swapped = numpy_lstm(x.astype("float64"), np.concatenate(blocks, axis=1).astype("float64"),
-                         recurrent_kernel.astype("float64"), bias.astype("float64"))["h"]
-    reference = numpy_lstm(x.astype("float64"), kernel.astype("float64"),
-                           recurrent_kernel.astype("float64"), bias.astype("float64"))["h"]
+    swapped = numpy_lstm(
+        x.astype("float64"),
+        np.concatenate(blocks, axis=1).astype("float64"),
+        recurrent_kernel.astype("float64"),
+        bias.astype("float64"),
+    )["h"]
+    reference = numpy_lstm(
+        x.astype("float64"),
+        kernel.astype("float64"),
+        recurrent_kernel.astype("float64"),
+        bias.astype("float64"),
+    )["h"]
     assert np.max(np.abs(swapped - reference)) > 1e-2
 
 
 # ---------------------------------------------------------------- dropout
+
 
 def _dropped(dropout, recurrent_dropout, seed, calls=1, training=True):
     """Which units had their gate input zeroed, per call: list of <bool>[batch, time, units].
@@ -286,8 +310,9 @@ def _dropped(dropout, recurrent_dropout, seed, calls=1, training=True):
     exactly where the mask dropped unit j; with recurrent dropout the other way round
     (z_i = (h_{t-1} * mask)[j]). Also returns the input gate and x.
     """
-    cell = LSTMCell(UNITS, dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed,
-                    return_gates=True)
+    cell = LSTMCell(
+        UNITS, dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed, return_gates=True
+    )
     layer = keras.layers.RNN(cell, return_sequences=True)
     layer.build((None, TIME, UNITS))
     kernel, recurrent_kernel, bias = _randomize(layer, 12)
@@ -298,11 +323,15 @@ def _dropped(dropout, recurrent_dropout, seed, calls=1, training=True):
     layer.set_weights([kernel, recurrent_kernel, bias])
     rng = np.random.default_rng(13)
     # |x| >= 0.5, so a kept input moves i_t well away from 0.5.
-    x = (rng.choice([-1.0, 1.0], size=(BATCH, TIME, UNITS))
-         * rng.uniform(0.5, 1.5, size=(BATCH, TIME, UNITS))).astype("float32")
+    x = (
+        rng.choice([-1.0, 1.0], size=(BATCH, TIME, UNITS))
+        * rng.uniform(0.5, 1.5, size=(BATCH, TIME, UNITS))
+    ).astype("float32")
     results = []
     for _ in range(calls):
-        input_gate = ops.convert_to_numpy(split_gates(layer(x, training=training), UNITS)["input_gate"])
+        input_gate = ops.convert_to_numpy(
+            split_gates(layer(x, training=training), UNITS)["input_gate"]
+        )
         results.append((np.abs(input_gate - 0.5) < 1e-6, input_gate))
     return results, x
 
@@ -310,8 +339,9 @@ def _dropped(dropout, recurrent_dropout, seed, calls=1, training=True):
 @pytest.mark.parametrize("which", ["dropout", "recurrent_dropout"])
 def test_dropout_mask_is_fixed_over_time_and_fresh_per_call(which):
     rates = {"dropout": 0.0, "recurrent_dropout": 0.0, which: 0.5}
-    [(first, _), (second, _)], _ = _dropped(rates["dropout"], rates["recurrent_dropout"],
-                                            seed=14, calls=2)
+    [(first, _), (second, _)], _ = _dropped(
+        rates["dropout"], rates["recurrent_dropout"], seed=14, calls=2
+    )
     steps = slice(0, None) if which == "dropout" else slice(1, None)  # h_{-1} = 0 is no signal
     first, second = first[:, steps], second[:, steps]
     assert first[:, 0].any() and not first[:, 0].all()
@@ -331,8 +361,9 @@ def test_dropout_scales_kept_inputs_by_one_over_keep_rate():
 def test_dropout_is_off_outside_training():
     [(dropped, _)], _ = _dropped(0.5, 0.0, seed=16, training=False)
     assert not dropped.any()
-    ours = keras.layers.RNN(LSTMCell(UNITS, dropout=0.5, recurrent_dropout=0.5, seed=1),
-                            return_sequences=True)
+    ours = keras.layers.RNN(
+        LSTMCell(UNITS, dropout=0.5, recurrent_dropout=0.5, seed=1), return_sequences=True
+    )
     plain = keras.layers.RNN(LSTMCell(UNITS), return_sequences=True)
     for layer in (ours, plain):
         layer.build((None, TIME, INPUT_DIM))
@@ -364,10 +395,12 @@ def test_input_dropout_equals_keras_lstm_dropout_with_the_same_seed():
 
 # ---------------------------------------------------------------- return_gates
 
+
 def test_return_gates_outputs_h_c_and_gates_in_range():
     plain = keras.layers.RNN(LSTMCell(UNITS), return_sequences=True)
-    gated = keras.layers.RNN(LSTMCell(UNITS, return_gates=True), return_sequences=True,
-                             return_state=True)
+    gated = keras.layers.RNN(
+        LSTMCell(UNITS, return_gates=True), return_sequences=True, return_state=True
+    )
     for layer in (plain, gated):
         layer.build((None, TIME, INPUT_DIM))
     _randomize(plain, 22)
@@ -392,8 +425,9 @@ def test_return_gates_with_a_padding_mask_holds_the_last_real_step():
     held output from the first state, hence the cell's [output, c] state with gates)."""
     kwargs = {"return_sequences": True}
     plain = _embedding_model("float32", keras.layers.RNN(LSTMCell(UNITS), **kwargs))
-    gated = _embedding_model("float32", keras.layers.RNN(LSTMCell(UNITS, return_gates=True),
-                                                         **kwargs))
+    gated = _embedding_model(
+        "float32", keras.layers.RNN(LSTMCell(UNITS, return_gates=True), **kwargs)
+    )
     _randomize(plain, 27)
     gated.set_weights(plain.get_weights())
     ids = np.random.default_rng(28).integers(1, 11, size=(BATCH, TIME)).astype("int32")
@@ -405,29 +439,38 @@ def test_return_gates_with_a_padding_mask_holds_the_last_real_step():
     np.testing.assert_allclose(outputs[..., :UNITS], h_plain, rtol=0, atol=1e-6)
     for row, length in enumerate(lengths):
         if row == 2:
-            alone = _numpy(gated(ids[row:row + 1, :length]))[0][0]
+            alone = _numpy(gated(ids[row : row + 1, :length]))[0][0]
             np.testing.assert_allclose(outputs[row, :length], alone, rtol=0, atol=1e-6)
         held = np.broadcast_to(outputs[row, length - 1], outputs[row, length:].shape)
         np.testing.assert_array_equal(outputs[row, length:], held)
 
 
 def test_split_gates_rejects_a_wrong_width():
-    with pytest.raises(ValueError, match=r"expected a last dimension of 24 \(6 x 4 units\), got 20"):
+    with pytest.raises(
+        ValueError, match=r"expected a last dimension of 24 \(6 x 4 units\), got 20"
+    ):
         split_gates(np.zeros((2, 20), "float32"), 4)
 
 
 # ---------------------------------------------------------------- config, validation, saving
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"units": 0}, "`units` must be a positive integer, got 0"),
-    ({"units": -3}, "got -3"),
-    ({"units": 2.5}, "got 2.5"),
-    ({"units": True}, "got True"),
-    ({"units": 4, "dropout": 1.0}, "`dropout` must be a number in [0, 1), got 1.0"),
-    ({"units": 4, "dropout": -0.1}, "got -0.1"),
-    ({"units": 4, "dropout": "0.5"}, "got '0.5'"),
-    ({"units": 4, "recurrent_dropout": 1.5}, "`recurrent_dropout` must be a number in [0, 1), got 1.5"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"units": 0}, "`units` must be a positive integer, got 0"),
+        ({"units": -3}, "got -3"),
+        ({"units": 2.5}, "got 2.5"),
+        ({"units": True}, "got True"),
+        ({"units": 4, "dropout": 1.0}, "`dropout` must be a number in [0, 1), got 1.0"),
+        ({"units": 4, "dropout": -0.1}, "got -0.1"),
+        ({"units": 4, "dropout": "0.5"}, "got '0.5'"),
+        (
+            {"units": 4, "recurrent_dropout": 1.5},
+            "`recurrent_dropout` must be a number in [0, 1), got 1.5",
+        ),
+    ],
+)
 def test_bad_arguments_are_named_in_the_error(kwargs, message):
     with pytest.raises(ValueError) as error:
         LSTMCell(**kwargs)
@@ -439,8 +482,17 @@ def test_numpy_integer_units_are_accepted():
 
 
 def test_config_round_trip():
-    cell = LSTMCell(5, use_bias=False, kernel_initializer="he_normal", unit_forget_bias=False,
-                    dropout=0.2, recurrent_dropout=0.1, return_gates=True, seed=3, name="my_cell")
+    cell = LSTMCell(
+        5,
+        use_bias=False,
+        kernel_initializer="he_normal",
+        unit_forget_bias=False,
+        dropout=0.2,
+        recurrent_dropout=0.1,
+        return_gates=True,
+        seed=3,
+        name="my_cell",
+    )
     config = cell.get_config()
     assert LSTMCell.from_config(config).get_config() == config
     restored = keras.layers.deserialize(keras.layers.serialize(cell))
@@ -457,8 +509,11 @@ def test_unit_forget_bias_starts_forget_gate_at_one():
 def test_model_saves_and_loads_in_safe_mode(tmp_path):
     ids = keras.Input(shape=(None,), dtype="int32")
     x = keras.layers.Embedding(20, INPUT_DIM, mask_zero=True)(ids)
-    x = keras.layers.Bidirectional(keras.layers.RNN(
-        LSTMCell(UNITS, dropout=0.2, recurrent_dropout=0.1, seed=4), return_sequences=True))(x)
+    x = keras.layers.Bidirectional(
+        keras.layers.RNN(
+            LSTMCell(UNITS, dropout=0.2, recurrent_dropout=0.1, seed=4), return_sequences=True
+        )
+    )(x)
     x = keras.layers.RNN(LSTMCell(UNITS, return_gates=True))(x)
     model = keras.Model(ids, keras.layers.Dense(1)(x))
     _randomize(model, 24)
@@ -475,15 +530,19 @@ def test_model_saves_and_loads_in_safe_mode(tmp_path):
 
 # ---------------------------------------------------------------- usability
 
+
 def test_bidirectional_with_gates_trains_a_step():
     """Bidirectional(RNN(LSTMCell)) fits like any Keras layer (here one quick epoch)."""
     ids = keras.Input(shape=(TIME,), dtype="int32")
     x = keras.layers.Embedding(20, INPUT_DIM, mask_zero=True)(ids)
-    x = keras.layers.Bidirectional(keras.layers.RNN(
-        LSTMCell(UNITS, dropout=0.1, recurrent_dropout=0.1, seed=5)))(x)
+    x = keras.layers.Bidirectional(
+        keras.layers.RNN(LSTMCell(UNITS, dropout=0.1, recurrent_dropout=0.1, seed=5))
+    )(x)
     model = keras.Model(ids, keras.layers.Dense(1)(x))
-    model.compile(optimizer=keras.optimizers.Adam(0.05),
-                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.05),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
     rng = np.random.default_rng(26)
     tokens = rng.integers(1, 20, size=(32, TIME)).astype("int32")
     labels = (tokens[:, 0] > 10).astype("float32")  # learnable from the first token

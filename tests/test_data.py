@@ -13,14 +13,39 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
 from conftest import write_tiny_imdb
-from lstm_reviews import data
+
+from lstm_reviews import imdb, text
+from lstm_reviews.batches import NumpyBatches, make_dataset, padding_share
 from lstm_reviews.config import Config
+from lstm_reviews.errors import UserError
+from lstm_reviews.imdb import (
+    ENV_VAR,
+    IMDB_URL,
+    find_imdb,
+    load_imdb,
+    load_unlabeled,
+    validation_rows_by_movie,
+)
+from lstm_reviews.text import (
+    build_vectorizer,
+    keep_last_tokens,
+    standardize_review,
+    vectorizer_from_vocabulary,
+)
+from lstm_reviews.tokens import (
+    TokenSplit,
+    load_token_cache,
+    prepare_tokens,
+    token_cache_path,
+    token_settings,
+)
 
 # The project's checkout sits beside shared/ on the development machines; elsewhere, say where.
-REAL_ARCHIVE = Path(os.environ.get("LSTM_REVIEWS_TEST_ARCHIVE")
-                    or Path(__file__).resolve().parents[2] / "shared" / "data" / "aclImdb_v1.tar.gz")
+REAL_ARCHIVE = Path(
+    os.environ.get("LSTM_REVIEWS_TEST_ARCHIVE")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "aclImdb_v1.tar.gz"
+)
 _REAL_KERAS_HOME = os.environ.get("KERAS_HOME")
 
 
@@ -28,25 +53,27 @@ _REAL_KERAS_HOME = os.environ.get("KERAS_HOME")
 def isolated_lookup(tmp_path, monkeypatch):
     """Keras' cache in a tmp dir and no $LSTM_REVIEWS_DATA: tests never see the user's data."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.delenv(ENV_VAR, raising=False)
 
 
 @pytest.fixture
 def no_download(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"unexpected download: {args} {kwargs}")
+
     monkeypatch.setattr(keras.utils, "get_file", refuse)
 
 
 def _config(root, tmp_path, **overrides) -> Config:
-    values = dict(data=str(root), cache_dir=str(tmp_path / "token_cache"), vocab_size=200,
-                  max_length=40)
+    values = dict(
+        data=str(root), cache_dir=str(tmp_path / "token_cache"), vocab_size=200, max_length=40
+    )
     values.update(overrides)
     return Config(**values)
 
 
 def _movie_of_text(root: Path, split: str = "train") -> dict:
-    """text -> movie, read straight from the fixture's files, independently of data.py."""
+    """text -> movie, read straight from the fixture's files, independently of py."""
     movie_of = {}
     for name in ("pos", "neg"):
         urls = (root / split / f"urls_{name}.txt").read_text().splitlines()
@@ -57,32 +84,36 @@ def _movie_of_text(root: Path, split: str = "train") -> dict:
 
 # --------------------------------------------------------------------------- finding
 
-def test_find_imdb_takes_the_directory_its_parent_or_the_tarball_extracted_once(
-        tiny_imdb, tiny_imdb_tarball, tmp_path, monkeypatch, no_download):
-    assert data.find_imdb(str(tiny_imdb)) == tiny_imdb.resolve()
-    assert data.find_imdb(str(tiny_imdb.parent)) == tiny_imdb.resolve()
 
-    extracted = data.find_imdb(str(tiny_imdb_tarball))
+def test_find_imdb_takes_the_directory_its_parent_or_the_tarball_extracted_once(
+    tiny_imdb, tiny_imdb_tarball, tmp_path, monkeypatch, no_download
+):
+    assert find_imdb(str(tiny_imdb)) == tiny_imdb.resolve()
+    assert find_imdb(str(tiny_imdb.parent)) == tiny_imdb.resolve()
+
+    extracted = find_imdb(str(tiny_imdb_tarball))
     assert extracted.parent == tmp_path / "keras_home" / "datasets" / "lstm_reviews"
-    assert sorted(p.name for p in (extracted / "train" / "pos").iterdir()) == \
-        sorted(p.name for p in (tiny_imdb / "train" / "pos").iterdir())
+    assert sorted(p.name for p in (extracted / "train" / "pos").iterdir()) == sorted(
+        p.name for p in (tiny_imdb / "train" / "pos").iterdir()
+    )
     # No temporary directory is left behind.
     assert not [p for p in extracted.parent.iterdir() if p.name.startswith(".")]
 
     def no_reopen(*args, **kwargs):
         raise AssertionError("the tarball was extracted again")
+
     monkeypatch.setattr(tarfile, "open", no_reopen)
-    assert data.find_imdb(str(tiny_imdb_tarball)) == extracted
+    assert find_imdb(str(tiny_imdb_tarball)) == extracted
 
 
 def test_lookup_order_data_then_env_var_then_keras_cache(tmp_path, monkeypatch, no_download):
     given = write_tiny_imdb(tmp_path / "given")
     from_env = write_tiny_imdb(tmp_path / "env")
     cached = write_tiny_imdb(tmp_path / "keras_home" / "datasets")
-    assert data.find_imdb(None) == cached.resolve()
-    monkeypatch.setenv(data.ENV_VAR, str(from_env))
-    assert data.find_imdb(None) == from_env.resolve()
-    assert data.find_imdb(str(given)) == given.resolve()
+    assert find_imdb(None) == cached.resolve()
+    monkeypatch.setenv(ENV_VAR, str(from_env))
+    assert find_imdb(None) == from_env.resolve()
+    assert find_imdb(str(given)) == given.resolve()
 
 
 def test_keras_cache_under_home_and_its_tarball(tmp_path, monkeypatch, no_download):
@@ -93,11 +124,11 @@ def test_keras_cache_under_home_and_its_tarball(tmp_path, monkeypatch, no_downlo
     source = write_tiny_imdb(tmp_path / "src")
     with tarfile.open(datasets / "aclImdb_v1.tar.gz", "w:gz") as tar:
         tar.add(source, arcname="aclImdb")
-    found = data.find_imdb(None)
+    found = find_imdb(None)
     assert found.parent == datasets / "lstm_reviews" and (found / "test" / "neg").is_dir()
 
     cached_dir = write_tiny_imdb(datasets)  # an extracted aclImdb/ beats the tarball
-    assert data.find_imdb(None) == cached_dir.resolve()
+    assert find_imdb(None) == cached_dir.resolve()
 
 
 def test_download_is_the_last_resort_and_uses_the_dataset_url(tmp_path, monkeypatch):
@@ -112,22 +143,24 @@ def test_download_is_the_last_resort_and_uses_the_dataset_url(tmp_path, monkeypa
         return str(target)
 
     monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
-    found = data.find_imdb(None)
-    assert calls == [data.IMDB_URL]
-    assert data.IMDB_URL == "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+    found = find_imdb(None)
+    assert calls == [IMDB_URL]
+    assert IMDB_URL == "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
     assert (found / "train" / "unsup").is_dir()
-    assert data.find_imdb(None) == found and len(calls) == 1  # now found in Keras' cache
+    assert find_imdb(None) == found and len(calls) == 1  # now found in Keras' cache
 
 
 def test_a_failed_download_is_a_data_error(monkeypatch):
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure: no network")
+
     monkeypatch.setattr(keras.utils, "get_file", offline)
-    with pytest.raises(data.DataError, match="could not download .*aclImdb_v1.tar.gz.*no network"):
-        data.find_imdb(None)
+    with pytest.raises(UserError, match="could not download .*aclImdb_v1.tar.gz.*no network"):
+        find_imdb(None)
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 def _empty_pos(tmp_path):
     root = write_tiny_imdb(tmp_path / "d")
@@ -143,8 +176,11 @@ def _no_test_dir(tmp_path):
 
 
 def _missing(tmp_path):
-    return tmp_path / "nowhere" / "aclImdb", str(tmp_path / "nowhere" / "aclImdb"), \
-        "does not exist; expected an aclImdb directory or aclImdb_v1.tar.gz"
+    return (
+        tmp_path / "nowhere" / "aclImdb",
+        str(tmp_path / "nowhere" / "aclImdb"),
+        "does not exist; expected an aclImdb directory or aclImdb_v1.tar.gz",
+    )
 
 
 def _truncated_tarball(tmp_path):
@@ -177,33 +213,43 @@ def _short_urls(tmp_path):
     return root, str(urls), "has 5 lines, but review id 39 needs line 40"
 
 
-@pytest.mark.parametrize("make_bad", [_missing, _no_test_dir, _empty_pos, _truncated_tarball,
-                                      _corrupt_tarball, _tarball_without_imdb, _short_urls])
+@pytest.mark.parametrize(
+    "make_bad",
+    [
+        _missing,
+        _no_test_dir,
+        _empty_pos,
+        _truncated_tarball,
+        _corrupt_tarball,
+        _tarball_without_imdb,
+        _short_urls,
+    ],
+)
 def test_bad_data_raises_a_data_error_naming_the_path(make_bad, tmp_path, no_download):
     path, named, expected = make_bad(tmp_path)
-    with pytest.raises(data.DataError) as error:
-        data.load_imdb(_config(path, tmp_path))
-    assert isinstance(error.value, ValueError)
+    with pytest.raises(UserError) as error:
+        load_imdb(_config(path, tmp_path))
     assert named in str(error.value) and expected in str(error.value)
     if path.suffix == ".gz":  # nothing half-extracted is left to be mistaken for data
         assert not list((tmp_path / "keras_home" / "datasets" / "lstm_reviews").iterdir())
 
 
 def test_env_var_pointing_nowhere_is_named(tmp_path, monkeypatch):
-    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "missing"))
-    with pytest.raises(data.DataError, match=r"\$LSTM_REVIEWS_DATA .*missing: does not exist"):
-        data.find_imdb(None)
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "missing"))
+    with pytest.raises(UserError, match=r"\$LSTM_REVIEWS_DATA .*missing: does not exist"):
+        find_imdb(None)
 
 
 def test_invalid_utf8_replaced_and_counted_empty_reviews_dropped_and_counted(tiny_imdb, tmp_path):
     def review(folder, review_id):  # the fixture's file of that id, whatever its rating
         return next((tiny_imdb / folder).glob(f"{review_id}_*.txt"))
+
     invalid, empty = review("train/pos", 3), review("train/neg", 5)
     invalid.write_bytes(b"Great \xff\xfe movie, loved it")
     review("test/neg", 0).write_bytes(b"Awful \xc3( acting")
     empty.write_text("")
     review("test/pos", 7).write_text(" <br /><br />\n ")
-    imdb = data.load_imdb(_config(tiny_imdb, tmp_path))
+    imdb = load_imdb(_config(tiny_imdb, tmp_path))
     report = imdb.report
     assert report["invalid_utf8_replaced"] == 2
     assert report["empty_dropped"] == 2
@@ -212,16 +258,21 @@ def test_invalid_utf8_replaced_and_counted_empty_reviews_dropped_and_counted(tin
     texts = imdb.train.texts + imdb.validation.texts + imdb.test.texts
     assert "Great \ufffd\ufffd movie, loved it" in texts and "Awful \ufffd( acting" in texts
     assert len(imdb.train) + len(imdb.validation) == 79 and len(imdb.test) == 39
-    assert report["reviews"] == {"train": len(imdb.train), "validation": len(imdb.validation),
-                                 "test": 39}
+    assert report["reviews"] == {
+        "train": len(imdb.train),
+        "validation": len(imdb.validation),
+        "test": 39,
+    }
 
 
 # --------------------------------------------------------------------------- splits
 
+
 def _movies_across_classes(tmp_path, per_class=200, reviews_per_movie=4) -> Path:
     """A fixture whose movies have both positive and negative reviews, as real ones do."""
-    root = write_tiny_imdb(tmp_path / "d", per_class_train=per_class,
-                           reviews_per_movie=reviews_per_movie)
+    root = write_tiny_imdb(
+        tmp_path / "d", per_class_train=per_class, reviews_per_movie=reviews_per_movie
+    )
     pos_urls = (root / "train" / "urls_pos.txt").read_text()
     (root / "train" / "urls_neg.txt").write_text(pos_urls)
     return root
@@ -231,7 +282,7 @@ def test_validation_is_grouped_by_movie_seeded_and_near_the_share(tmp_path):
     root = _movies_across_classes(tmp_path)
     movie_of = _movie_of_text(root)
     config = _config(root, tmp_path, validation_split=0.2, seed=7)
-    imdb = data.load_imdb(config)
+    imdb = load_imdb(config)
     train_movies = {movie_of[text] for text in imdb.train.texts}
     validation_movies = {movie_of[text] for text in imdb.validation.texts}
     assert not train_movies & validation_movies
@@ -239,9 +290,9 @@ def test_validation_is_grouped_by_movie_seeded_and_near_the_share(tmp_path):
     assert abs(len(imdb.validation) - 80) <= 4  # movies have 8 reviews: within half a movie
     assert set(imdb.validation.labels) == {0, 1}  # a movie brings both its classes along
 
-    again = data.load_imdb(config)
+    again = load_imdb(config)
     assert again.validation.texts == imdb.validation.texts
-    other_seed = data.load_imdb(dataclasses.replace(config, seed=8))
+    other_seed = load_imdb(dataclasses.replace(config, seed=8))
     assert {movie_of[t] for t in other_seed.validation.texts} != validation_movies
 
 
@@ -249,7 +300,7 @@ def test_validation_rows_by_movie_picks_whole_movies_closest_to_the_share():
     rng = np.random.default_rng(0)
     movies = [f"tt{m}" for m in rng.integers(0, 300, size=5000)]
     for share in (0.05, 0.1, 0.3):
-        rows = data.validation_rows_by_movie(movies, share, seed=1)
+        rows = validation_rows_by_movie(movies, share, seed=1)
         chosen = {movies[i] for i in rows}
         assert len(rows) == sum(movie in chosen for movie in movies)  # whole movies only
         assert abs(len(rows) / len(movies) - share) < 0.01
@@ -257,8 +308,8 @@ def test_validation_rows_by_movie_picks_whole_movies_closest_to_the_share():
 
 def test_test_split_and_unlabeled_reviews_stay_apart(tiny_imdb, tmp_path):
     config = _config(tiny_imdb, tmp_path)
-    imdb = data.load_imdb(config)
-    unlabeled = data.load_unlabeled(config)
+    imdb = load_imdb(config)
+    unlabeled = load_unlabeled(config)
     assert len(unlabeled) == 10 and len(imdb.test) == 40
     test_texts = {p.read_text() for p in (tiny_imdb / "test").glob("*/*.txt")}
     assert set(imdb.test.texts) == test_texts
@@ -266,17 +317,19 @@ def test_test_split_and_unlabeled_reviews_stay_apart(tiny_imdb, tmp_path):
     assert not labeled & set(unlabeled)
     assert imdb.train.labels.dtype == np.int32 and set(imdb.train.labels) == {0, 1}
     positives = {p.read_text() for p in (tiny_imdb / "train" / "pos").glob("*.txt")}
-    assert all((label == 1) == (text in positives)
-               for text, label in zip(imdb.train.texts, imdb.train.labels))
+    assert all(
+        (label == 1) == (text in positives)
+        for text, label in zip(imdb.train.texts, imdb.train.labels)
+    )
 
 
 def test_tfds_source_with_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     config = Config(source="tfds", validation_split=0.25, seed=3, cache_dir=str(tmp_path))
     with tfds.testing.mock_data(num_examples=40):
-        imdb = data.load_imdb(config)
-        again = data.load_imdb(config)
-        unlabeled = data.load_unlabeled(config)
+        imdb = load_imdb(config)
+        again = load_imdb(config)
+        unlabeled = load_unlabeled(config)
     assert (len(imdb.train), len(imdb.validation), len(imdb.test)) == (30, 10, 40)
     assert imdb.report["validation_grouped_by"].startswith("random")
     assert again.validation.texts == imdb.validation.texts
@@ -285,39 +338,50 @@ def test_tfds_source_with_mock_data(tmp_path):
 
 # --------------------------------------------------------------------------- text
 
+
 def _tokens(text: str) -> list:
     import tensorflow as tf
-    return data.standardize_review(tf.constant(text)).numpy().decode().split()
+
+    return standardize_review(tf.constant(text)).numpy().decode().split()
 
 
-@pytest.mark.parametrize("text, tokens", [
-    ("A GREAT<br /><br />Movie", ["a", "great", "movie"]),
-    ("I don't like it. It isn't good!", ["i", "don't", "like", "it", "it", "isn't", "good", "!"]),
-    ("Really?! Wow...", ["really", "?", "!", "wow"]),
-    ("'Quoted' words, the actors' lines -- 10/10", ["quoted", "words", "the", "actors", "lines",
-                                                   "10", "10"]),
-    ("It’s <i>naïve</i>: (sigh)", ["it's", "naïve", "sigh"]),
-])
+@pytest.mark.parametrize(
+    "text, tokens",
+    [
+        ("A GREAT<br /><br />Movie", ["a", "great", "movie"]),
+        (
+            "I don't like it. It isn't good!",
+            ["i", "don't", "like", "it", "it", "isn't", "good", "!"],
+        ),
+        ("Really?! Wow...", ["really", "?", "!", "wow"]),
+        (
+            "'Quoted' words, the actors' lines -- 10/10",
+            ["quoted", "words", "the", "actors", "lines", "10", "10"],
+        ),
+        ("It’s <i>naïve</i>: (sigh)", ["it's", "naïve", "sigh"]),
+    ],
+)
 def test_standardize_review(text, tokens):
     assert _tokens(text) == tokens
 
 
 def test_vectorizer_adapts_on_the_given_texts_only_and_round_trips_its_vocabulary():
     train = ["good good film", "bad film !", "good plot"]
-    vectorizer = data.build_vectorizer(train, vocab_size=10)
+    vectorizer = build_vectorizer(train, vocab_size=10)
     vocabulary = vectorizer.get_vocabulary()
     assert vocabulary[:3] == ["", "[UNK]", "good"] and "zebra" not in vocabulary
     ids = vectorizer(["Good zebra FILM!"]).numpy().tolist()
     assert ids == [[vocabulary.index("good"), 1, vocabulary.index("film"), vocabulary.index("!")]]
-    assert data.build_vectorizer(train * 3 + ["a b c d e f g h i"], 5).vocabulary_size() == 5
-    rebuilt = data.vectorizer_from_vocabulary(vocabulary)
+    assert build_vectorizer(train * 3 + ["a b c d e f g h i"], 5).vocabulary_size() == 5
+    rebuilt = vectorizer_from_vocabulary(vocabulary)
     assert rebuilt.get_vocabulary() == vocabulary
     assert rebuilt(["Good zebra FILM!"]).numpy().tolist() == ids
 
 
 def test_a_model_holding_the_vectorizer_saves_and_loads(tmp_path):
     import tensorflow as tf
-    vectorizer = data.vectorizer_from_vocabulary(["", "[UNK]", "don't", "!", "great", "movie"])
+
+    vectorizer = vectorizer_from_vocabulary(["", "[UNK]", "don't", "!", "great", "movie"])
     texts = keras.Input(shape=(1,), dtype="string")
     model = keras.Model(texts, vectorizer(texts))
     model.save(tmp_path / "vectorizer.keras")
@@ -330,31 +394,34 @@ def test_a_model_holding_the_vectorizer_saves_and_loads(tmp_path):
 
 def zipfile_read(path, member) -> str:
     import zipfile
+
     with zipfile.ZipFile(path) as archive:
         return archive.read(member).decode()
 
 
 # --------------------------------------------------------------------------- batches
 
-def _token_split(lengths, seed=0) -> data.TokenSplit:
+
+def _token_split(lengths, seed=0) -> TokenSplit:
     rng = np.random.default_rng(seed)
     ids = [rng.integers(2, 50, size=n).astype(np.int32) for n in lengths]
-    return data.TokenSplit(ids, rng.integers(0, 2, size=len(lengths)).astype(np.int32))
+    return TokenSplit(ids, rng.integers(0, 2, size=len(lengths)).astype(np.int32))
 
 
 def test_keep_last_tokens_keeps_the_end():
     ids = np.arange(2, 12, dtype=np.int32)
-    assert data.keep_last_tokens(ids, 4).tolist() == [8, 9, 10, 11]
-    assert data.keep_last_tokens(ids, 50).tolist() == ids.tolist()
+    assert keep_last_tokens(ids, 4).tolist() == [8, 9, 10, 11]
+    assert keep_last_tokens(ids, 50).tolist() == ids.tolist()
     with pytest.raises(ValueError, match="max_length must be positive, got 0"):
-        data.keep_last_tokens(ids, 0)
+        keep_last_tokens(ids, 0)
 
 
 def _batches(split, bucket, make, **kwargs):
     if make == "tf":
-        return [(x.numpy(), y.numpy()) for x, y in
-                data.make_dataset(split, 8, 30, bucket=bucket, **kwargs)]
-    batches = data.NumpyBatches(split, 8, 30, bucket=bucket, **kwargs)
+        return [
+            (x.numpy(), y.numpy()) for x, y in make_dataset(split, 8, 30, bucket=bucket, **kwargs)
+        ]
+    batches = NumpyBatches(split, 8, 30, bucket=bucket, **kwargs)
     return [batches[i] for i in range(len(batches))]
 
 
@@ -362,20 +429,21 @@ def _batches(split, bucket, make, **kwargs):
 def test_batches_are_right_padded_truncated_at_the_front_and_bucketing_cuts_padding(make):
     lengths = np.random.default_rng(1).integers(1, 60, size=200)
     split = _token_split(lengths)
-    by_content = {tuple(ids[-30:].tolist()): (ids, label)
-                  for ids, label in zip(split.ids, split.labels)}
+    by_content = {
+        tuple(ids[-30:].tolist()): (ids, label) for ids, label in zip(split.ids, split.labels)
+    }
     batches = _batches(split, True, make, shuffle=True, seed=4)
     seen = 0
     for ids, labels in batches:
         assert ids.dtype == np.int32 and labels.dtype == np.float32 and ids.shape[1] <= 30
         for row, label in zip(ids, labels):
             kept = row[row != 0]
-            assert (row[len(kept):] == 0).all()  # padding only at the right
+            assert (row[len(kept) :] == 0).all()  # padding only at the right
             original, original_label = by_content[tuple(kept.tolist())]
             assert kept.tolist() == original[-30:].tolist() and label == original_label
             seen += 1
     assert seen == 200
-    assert data.padding_share(batches) < 0.5 * data.padding_share(_batches(split, False, make))
+    assert padding_share(batches) < 0.5 * padding_share(_batches(split, False, make))
 
 
 def test_numpy_batches_equal_the_tf_data_batches():
@@ -384,12 +452,15 @@ def test_numpy_batches_equal_the_tf_data_batches():
         tf_batches = _batches(split, bucket, "tf")
         np_batches = _batches(split, bucket, "numpy")
         assert len(tf_batches) == len(np_batches)
-        as_set = lambda batches: sorted((x.tobytes(), x.shape, y.tobytes()) for x, y in batches)
+
+        def as_set(batches):
+            return sorted((x.tobytes(), x.shape, y.tobytes()) for x, y in batches)
+
         assert as_set(tf_batches) == as_set(np_batches)
 
 
 def test_numpy_batches_reshuffle_each_epoch_with_a_fixed_length():
-    batches = data.NumpyBatches(_token_split(np.arange(1, 101)), 8, 64, shuffle=True, seed=0)
+    batches = NumpyBatches(_token_split(np.arange(1, 101)), 8, 64, shuffle=True, seed=0)
     first = [batches[i][0].tobytes() for i in range(len(batches))]
     size = len(batches)
     batches.on_epoch_end()
@@ -399,10 +470,11 @@ def test_numpy_batches_reshuffle_each_epoch_with_a_fixed_length():
 
 # --------------------------------------------------------------------------- token cache
 
+
 def test_prepare_tokens_builds_then_loads_the_cache(tiny_imdb, tmp_path, monkeypatch):
     config = _config(tiny_imdb, tmp_path)
-    built = data.prepare_tokens(config)
-    path = data.token_cache_path(config)
+    built = prepare_tokens(config)
+    path = token_cache_path(config)
     assert path.is_file() and built.report["cache"] == {"path": str(path), "hit": False}
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
     assert built.vocabulary[:2] == ["", "[UNK]"] and len(built.vocabulary) <= 200
@@ -411,79 +483,94 @@ def test_prepare_tokens_builds_then_loads_the_cache(tiny_imdb, tmp_path, monkeyp
 
     def no_reading(config):
         raise AssertionError("the reviews were read again")
-    monkeypatch.setattr(data, "load_imdb", no_reading)
-    loaded = data.prepare_tokens(config)
+
+    monkeypatch.setattr(imdb, "load_imdb", no_reading)
+    loaded = prepare_tokens(config)
     assert loaded.report["cache"]["hit"] is True
     assert loaded.vocabulary == built.vocabulary
     for name in ("train", "validation", "test"):
-        assert [x.tolist() for x in getattr(loaded, name).ids] == \
-            [x.tolist() for x in getattr(built, name).ids]
+        assert [x.tolist() for x in getattr(loaded, name).ids] == [
+            x.tolist() for x in getattr(built, name).ids
+        ]
         assert getattr(loaded, name).labels.tolist() == getattr(built, name).labels.tolist()
 
 
 def test_cache_key_follows_every_setting(tiny_imdb, tmp_path, monkeypatch):
     config = _config(tiny_imdb, tmp_path)
-    base = data.token_cache_path(config)
+    base = token_cache_path(config)
     other_data = write_tiny_imdb(tmp_path / "other")
-    variants = [dataclasses.replace(config, vocab_size=300),
-                dataclasses.replace(config, validation_split=0.2),
-                dataclasses.replace(config, seed=1),
-                dataclasses.replace(config, data=str(other_data))]
-    paths = {data.token_cache_path(variant) for variant in variants}
+    variants = [
+        dataclasses.replace(config, vocab_size=300),
+        dataclasses.replace(config, validation_split=0.2),
+        dataclasses.replace(config, seed=1),
+        dataclasses.replace(config, data=str(other_data)),
+    ]
+    paths = {token_cache_path(variant) for variant in variants}
     assert base not in paths and len(paths) == len(variants)
-    assert data.token_cache_path(dataclasses.replace(config, max_length=99, units=3)) == base
-    monkeypatch.setattr(data, "STANDARDIZE_VERSION", "next")
-    assert data.token_cache_path(config) != base
+    assert token_cache_path(dataclasses.replace(config, max_length=99, units=3)) == base
+    monkeypatch.setattr(text, "STANDARDIZE_VERSION", "next")
+    assert token_cache_path(config) != base
     assert base.name.startswith("tokens-") and len(base.stem) == len("tokens-") + 12
 
 
 def test_a_corrupt_cache_is_a_data_error_and_prepare_tokens_rebuilds_it(tiny_imdb, tmp_path):
     config = _config(tiny_imdb, tmp_path)
-    path = data.token_cache_path(config)
+    path = token_cache_path(config)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not an npz")
-    with pytest.raises(data.DataError, match=f"{path}: not a readable token cache"):
-        data.load_token_cache(path)
-    assert data.prepare_tokens(config).report["cache"]["hit"] is False
-    assert data.load_token_cache(path).settings == data.token_settings(config)
+    with pytest.raises(UserError, match=f"{path}: not a readable token cache"):
+        load_token_cache(path)
+    assert prepare_tokens(config).report["cache"]["hit"] is False
+    assert load_token_cache(path).settings == token_settings(config)
 
 
 def test_the_cache_loads_and_batches_without_tensorflow(tiny_imdb, tmp_path):
     config = _config(tiny_imdb, tmp_path)
-    built = data.prepare_tokens(config)
+    built = prepare_tokens(config)
     script = f"""
 import sys
 sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
-from lstm_reviews import data
-tokens = data.load_token_cache({str(data.token_cache_path(config))!r})
-batches = data.NumpyBatches(tokens.train, 16, 40, shuffle=True, seed=0)
+from lstm_reviews.batches import NumpyBatches
+from lstm_reviews.tokens import load_token_cache
+tokens = load_token_cache({str(token_cache_path(config))!r})
+batches = NumpyBatches(tokens.train, 16, 40, shuffle=True, seed=0)
 ids, labels = batches[0]
 print(len(tokens.train), len(tokens.test), len(tokens.vocabulary), ids.dtype, labels.dtype,
       "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
 """
     env = dict(os.environ, KERAS_BACKEND="numpy")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [str(len(built.train)), "40", str(len(built.vocabulary)),
-                                     "int32", "float32", "False"]
+    assert result.stdout.split() == [
+        str(len(built.train)),
+        "40",
+        str(len(built.vocabulary)),
+        "int32",
+        "float32",
+        "False",
+    ]
 
 
 # --------------------------------------------------------------------------- the real archive
 
+
 def test_the_real_archive(monkeypatch):
     if not REAL_ARCHIVE.is_file():
-        pytest.skip(f"real IMDB archive absent: {REAL_ARCHIVE} "
-                    f"(set LSTM_REVIEWS_TEST_ARCHIVE to an aclImdb_v1.tar.gz to run this test)")
+        pytest.skip(
+            f"real IMDB archive absent: {REAL_ARCHIVE} "
+            f"(set LSTM_REVIEWS_TEST_ARCHIVE to an aclImdb_v1.tar.gz to run this test)"
+        )
     # The user's Keras cache, so the one-time extraction (~40 s) is reused across runs.
     if _REAL_KERAS_HOME is None:
         monkeypatch.delenv("KERAS_HOME")
     else:
         monkeypatch.setenv("KERAS_HOME", _REAL_KERAS_HOME)
     config = Config(data=str(REAL_ARCHIVE))
-    imdb = data.load_imdb(config)
+    imdb = load_imdb(config)
     assert len(imdb.train) + len(imdb.validation) == 25_000 and len(imdb.test) == 25_000
     assert 2_300 <= len(imdb.validation) <= 2_700
     assert not set(imdb.train.movies) & set(imdb.validation.movies)
     assert imdb.test.labels.sum() == 12_500
-    assert len(data.load_unlabeled(config)) == 50_000
+    assert len(load_unlabeled(config)) == 50_000

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstm_reviews import data, embeddings
+from lstm_reviews import embeddings, imdb
 from lstm_reviews.config import Config
+from lstm_reviews.tokens import prepare_tokens
 
 
 def _dense(rows, cols, values, size):
@@ -44,10 +45,15 @@ def test_ppmi_matches_the_formula_on_a_dense_matrix():
     total = counts.sum()
     context = counts.sum(axis=0) ** 0.75
     with np.errstate(divide="ignore"):
-        pmi = np.log(counts / total) - np.log(counts.sum(axis=1, keepdims=True) / total) \
+        pmi = (
+            np.log(counts / total)
+            - np.log(counts.sum(axis=1, keepdims=True) / total)
             - np.log(context / context.sum())[None, :]
+        )
     expected = np.where(counts > 0, np.maximum(pmi, 0), 0)
-    np.testing.assert_allclose(_dense(out_rows, out_cols, values, 7), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        _dense(out_rows, out_cols, values, 7), expected, rtol=1e-5, atol=1e-6
+    )
     assert np.all(values > 0) and 0 < len(values) < len(rows)
 
 
@@ -59,7 +65,9 @@ def test_truncated_svd_matches_numpy():
     matrix += 0.01 * rng.standard_normal((size, size))
     matrix[rng.random((size, size)) < 0.05] = 0.0
     rows, cols = np.nonzero(matrix)
-    u, s = embeddings.truncated_svd(rows, cols, matrix[rows, cols].astype(np.float32), size, rank, seed=0)
+    u, s = embeddings.truncated_svd(
+        rows, cols, matrix[rows, cols].astype(np.float32), size, rank, seed=0
+    )
     u_ref, s_ref, _ = np.linalg.svd(matrix)
     np.testing.assert_allclose(s, s_ref[:rank], rtol=1e-3)
     # Singular vectors up to sign.
@@ -85,10 +93,10 @@ def test_word_vectors_group_words_that_share_contexts():
 
 def test_pretrained_embeddings_are_cached_and_reused(tiny_imdb, tmp_path, monkeypatch):
     config = Config(data=str(tiny_imdb), cache_dir=str(tmp_path), vocab_size=60, embedding_dim=6)
-    tokens = data.prepare_tokens(config)
+    tokens = prepare_tokens(config)
     vectors = embeddings.pretrained_embeddings(config, tokens)
     assert vectors.shape == (len(tokens.vocabulary), 6)
     assert len(list(tmp_path.glob("vectors-*.npy"))) == 1
     # The second call reads the cache: it never loads reviews again.
-    monkeypatch.setattr(data, "load_unlabeled", lambda config: pytest.fail("cache not used"))
+    monkeypatch.setattr(imdb, "load_unlabeled", lambda config: pytest.fail("cache not used"))
     np.testing.assert_array_equal(embeddings.pretrained_embeddings(config, tokens), vectors)

@@ -1,4 +1,5 @@
-"""lstm_reviews.explain: the inspection path equals the trained RNN, word counts, the CLI."""
+"""lstm_reviews.inspection, .render and .explain: the inspection equals the trained RNN,
+word counts, the pictures, the CLI."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
 from conftest import FILLER_WORDS, NEGATIVE_WORDS, POSITIVE_WORDS
-from lstm_reviews import explain
+
+from lstm_reviews import explain, inspection, render
 from lstm_reviews.config import Config
 from lstm_reviews.model import build_model, compile_model
+from lstm_reviews.rundir import RunDir, load_run
 
 # "don't" carries a character HTML must escape; the rest are the tiny fixture's words.
 VOCABULARY = ["", "[UNK]"] + POSITIVE_WORDS + NEGATIVE_WORDS + FILLER_WORDS + ["don't"]
@@ -22,21 +24,32 @@ TOL = 1e-6
 
 
 def _config(bidirectional: bool) -> Config:
-    return Config(vocab_size=len(VOCABULARY), embedding_dim=6, units=UNITS,
-                  bidirectional=bidirectional, dropout=0.2, max_length=50, batch_size=8, seed=3,
-                  pooling="max")  # test_inspection_states_equal_trained_rnn recomputes max pooling
+    return Config(
+        vocab_size=len(VOCABULARY),
+        embedding_dim=6,
+        units=UNITS,
+        bidirectional=bidirectional,
+        dropout=0.2,
+        max_length=50,
+        batch_size=8,
+        seed=3,
+        pooling="max",
+    )  # test_inspection_states_equal_trained_rnn recomputes max pooling
 
 
 def _with_keras_lstm(model: keras.Model) -> keras.Model:
     """The same model with keras.layers.LSTM where it has RNN(our LSTMCell)."""
+
     def clone(layer):
         if layer.name == "lstm":
             return keras.layers.LSTM(UNITS, return_sequences=True, name="lstm")
         if layer.name == "bidirectional_lstm":
             return keras.layers.Bidirectional(
                 keras.layers.LSTM(UNITS, return_sequences=True, name="lstm"),
-                name="bidirectional_lstm")
+                name="bidirectional_lstm",
+            )
         return layer.__class__.from_config(layer.get_config())
+
     return keras.models.clone_model(model, clone_function=clone)
 
 
@@ -61,7 +74,7 @@ def _save_run(model: keras.Model, run_dir: Path, bidirectional: bool) -> Path:
     run_dir.mkdir(parents=True)
     model.save(run_dir / "model.keras")
     (run_dir / "vocabulary.txt").write_text("\n".join(VOCABULARY) + "\n", encoding="utf-8")
-    _config(bidirectional).save(run_dir / "config.json")
+    RunDir(run_dir).write_config(_config(bidirectional))
     return run_dir
 
 
@@ -85,8 +98,9 @@ def _ids(*words) -> np.ndarray:
     return np.array([VOCABULARY.index(word) for word in words], dtype=np.int32)
 
 
-REVIEW = _ids("this", "movie", "was", "amazing", "and", "the", "actors", "give", "all",
-              "awful", "brilliant")
+REVIEW = _ids(
+    "this", "movie", "was", "amazing", "and", "the", "actors", "give", "all", "awful", "brilliant"
+)
 
 
 def _layer_states(layer, embedded, mask):
@@ -117,24 +131,32 @@ def _check_against_trained_layer(model, layer, trace):
 
 
 def test_trace_shapes_ranges_and_prediction(bi_run):
-    run = explain.load_run(bi_run)
-    inspector = explain.build_inspector(run.model)
+    run = load_run(bi_run)
+    inspector = inspection.build_inspector(run.model)
     assert inspector.bidirectional and inspector.units == UNITS
-    trace = explain.gate_trace(inspector, REVIEW)
+    trace = inspection.gate_trace(inspector, REVIEW)
     time = len(REVIEW)
     for name in ("h", "c", "input_gate", "forget_gate", "output_gate", "candidate"):
         assert trace[name].shape == (time, UNITS), name
-    for name in ("input_gate_mean", "forget_gate_open", "cell_change", "write", "logit",
-                 "probability"):
+    for name in (
+        "input_gate_mean",
+        "forget_gate_open",
+        "cell_change",
+        "write",
+        "logit",
+        "probability",
+    ):
         assert trace[name].shape == (time,), name
     for gate in ("input_gate", "forget_gate", "output_gate"):
         assert np.all(trace[gate] > 0) and np.all(trace[gate] < 1), gate
         np.testing.assert_allclose(trace[f"{gate}_mean"], trace[gate].mean(axis=1), atol=1e-7)
     np.testing.assert_allclose(
-        trace["cell_change"][1:], np.linalg.norm(np.diff(trace["c"], axis=0), axis=1), atol=1e-6)
+        trace["cell_change"][1:], np.linalg.norm(np.diff(trace["c"], axis=0), axis=1), atol=1e-6
+    )
     np.testing.assert_allclose(trace["cell_change"][0], np.linalg.norm(trace["c"][0]), atol=1e-6)
     np.testing.assert_allclose(
-        trace["write"], np.linalg.norm(trace["input_gate"] * trace["candidate"], axis=1), atol=1e-6)
+        trace["write"], np.linalg.norm(trace["input_gate"] * trace["candidate"], axis=1), atol=1e-6
+    )
 
     # Running prediction = the whole (bidirectional) model on the review cut after token t.
     for t in (0, 4, time - 1):
@@ -146,9 +168,9 @@ def test_trace_shapes_ranges_and_prediction(bi_run):
 
 
 def test_inspection_states_equal_trained_rnn(forward_model):
-    inspector = explain.build_inspector(forward_model)
+    inspector = inspection.build_inspector(forward_model)
     assert not inspector.bidirectional
-    trace = explain.gate_trace(inspector, REVIEW)
+    trace = inspection.gate_trace(inspector, REVIEW)
     _check_against_trained_layer(forward_model, forward_model.get_layer("lstm"), trace)
 
     # Forward-only: the running prediction is the head on the states so far,
@@ -161,7 +183,7 @@ def test_inspection_states_equal_trained_rnn(forward_model):
 def test_keras_lstm_weights_copied_into_our_cell(keras_lstm_model):
     layer = keras_lstm_model.get_layer("lstm")
     assert isinstance(layer, keras.layers.LSTM)
-    trace = explain.gate_trace(explain.build_inspector(keras_lstm_model), REVIEW)
+    trace = inspection.gate_trace(inspection.build_inspector(keras_lstm_model), REVIEW)
     _check_against_trained_layer(keras_lstm_model, layer, trace)
     logit = keras.ops.convert_to_numpy(keras_lstm_model(REVIEW[None, :], training=False))
     np.testing.assert_allclose(trace["logit"][-1], logit[0, 0], atol=1e-5)
@@ -169,20 +191,27 @@ def test_keras_lstm_weights_copied_into_our_cell(keras_lstm_model):
 
 def test_bidirectional_keras_lstm_reports_forward_direction():
     model = _with_keras_lstm(build_model(_config(True), len(VOCABULARY)))
-    inspector = explain.build_inspector(model)
+    inspector = inspection.build_inspector(model)
     assert inspector.bidirectional
-    trace = explain.gate_trace(inspector, REVIEW)
+    trace = inspection.gate_trace(inspector, REVIEW)
     _check_against_trained_layer(model, model.get_layer("bidirectional_lstm"), trace)
 
 
 def test_word_statistics_match_hand_count(forward_model):
-    inspector = explain.build_inspector(forward_model)
-    reviews = [_ids("amazing", "this", "amazing"), _ids("plot"),
-               _ids("this", "this", "amazing", "give"), _ids("amazing")]
-    word_ids = {"amazing": VOCABULARY.index("amazing"), "this": VOCABULARY.index("this"),
-                "awesome_absent": VOCABULARY.index("superb")}
+    inspector = inspection.build_inspector(forward_model)
+    reviews = [
+        _ids("amazing", "this", "amazing"),
+        _ids("plot"),
+        _ids("this", "this", "amazing", "give"),
+        _ids("amazing"),
+    ]
+    word_ids = {
+        "amazing": VOCABULARY.index("amazing"),
+        "this": VOCABULARY.index("this"),
+        "awesome_absent": VOCABULARY.index("superb"),
+    }
     # batch_size 3: padded batches of different lengths
-    report = explain.word_statistics(inspector, reviews, word_ids, batch_size=3)
+    report = inspection.word_statistics(inspector, reviews, word_ids, batch_size=3)
     assert (report["amazing"]["count"], report["amazing"]["reviews"]) == (4, 3)
     assert (report["this"]["count"], report["this"]["reviews"]) == (3, 2)
     assert (report["awesome_absent"]["count"], report["awesome_absent"]["reviews"]) == (0, 0)
@@ -190,26 +219,40 @@ def test_word_statistics_match_hand_count(forward_model):
     assert (report[None]["count"], report[None]["reviews"]) == (9, 4)
 
     # The means equal those of the per-review traces at the word's positions.
-    traces = [explain.gate_trace(inspector, review) for review in reviews]
+    traces = [inspection.gate_trace(inspector, review) for review in reviews]
     for word in ("amazing", "this"):
         for key in ("input_gate_mean", "cell_change", "forget_gate_mean", "write"):
-            values = [trace[key][k] for trace, review in zip(traces, reviews)
-                      for k in np.flatnonzero(review == word_ids[word])]
+            values = [
+                trace[key][k]
+                for trace, review in zip(traces, reviews)
+                for k in np.flatnonzero(review == word_ids[word])
+            ]
             np.testing.assert_allclose(report[word][key], np.mean(values), atol=1e-6)
 
 
 def test_word_ids_use_training_standardization():
-    ids = explain.word_vocabulary_ids(VOCABULARY, ["Amazing", "zzzz", "this movie", "DON'T"])
-    assert ids == {"Amazing": VOCABULARY.index("amazing"), "zzzz": None, "this movie": None,
-                   "DON'T": VOCABULARY.index("don't")}
+    ids = inspection.word_vocabulary_ids(VOCABULARY, ["Amazing", "zzzz", "this movie", "DON'T"])
+    assert ids == {
+        "Amazing": VOCABULARY.index("amazing"),
+        "zzzz": None,
+        "this movie": None,
+        "DON'T": VOCABULARY.index("don't"),
+    }
 
 
 def test_render_html_escapes_tokens():
     tokens = ['<script>alert("x")</script>', "a&b"]
-    trace = {key: np.array([0.2, 0.9], dtype=np.float32)
-             for key in ("input_gate_mean", "forget_gate_mean", "output_gate_mean",
-                         "cell_change", "probability")}
-    page = explain.render_html(tokens, trace, title="t<1>")
+    trace = {
+        key: np.array([0.2, 0.9], dtype=np.float32)
+        for key in (
+            "input_gate_mean",
+            "forget_gate_mean",
+            "output_gate_mean",
+            "cell_change",
+            "probability",
+        )
+    }
+    page = render.render_html(tokens, trace, title="t<1>")
     assert "<script>" not in page and "a&b" not in page and "t<1>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "a&amp;b" in page
 
@@ -217,8 +260,22 @@ def test_render_html_escapes_tokens():
 def test_cli_trace_writes_plot_html_and_json(bi_run, tmp_path, capsys):
     plot, page, out = tmp_path / "gates.png", tmp_path / "gates.html", tmp_path / "trace.json"
     text = "This movie? Don't... it was <b>amazing</b>!"
-    assert explain.main(["--model", str(bi_run), text, "--plot", str(plot), "--html", str(page),
-                         "--json", str(out)]) == 0
+    assert (
+        explain.main(
+            [
+                "--model",
+                str(bi_run),
+                text,
+                "--plot",
+                str(plot),
+                "--html",
+                str(page),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "FORWARD direction" in printed and re.search(r"\n\s+4\s+don't\s", printed)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -232,8 +289,18 @@ def test_cli_trace_writes_plot_html_and_json(bi_run, tmp_path, capsys):
 
 def test_cli_word_report_on_tiny_test_split(bi_run, tiny_imdb, tmp_path, capsys):
     out = tmp_path / "words.json"
-    argv = ["--model", str(bi_run), "--words", "amazing", "this", "nonword", "--data",
-            str(tiny_imdb), "--json", str(out)]
+    argv = [
+        "--model",
+        str(bi_run),
+        "--words",
+        "amazing",
+        "this",
+        "nonword",
+        "--data",
+        str(tiny_imdb),
+        "--json",
+        str(out),
+    ]
     assert explain.main(argv) == 0
     assert "nonword" in capsys.readouterr().out
     report = json.loads(out.read_text())["word_report"]
@@ -249,21 +316,28 @@ def test_cli_word_report_on_tiny_test_split(bi_run, tiny_imdb, tmp_path, capsys)
     assert json.loads(out.read_text())["word_report"]["reviews"] == 7
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--model", "{missing}", "some text"], "{missing}"),
-    (["--model", "{run}", ""], "empty"),
-    (["--model", "{run}", "... --- ..."], "no tokens"),
-    (["--model", "{run}"], "TEXT"),
-    (["--model", "{run}", "--words", "--limit", "0"], "--limit"),
-    (["--model", "{empty}", "text"], "model.keras"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "{missing}", "some text"], "{missing}"),
+        (["--model", "{run}", ""], "empty"),
+        (["--model", "{run}", "... --- ..."], "no tokens"),
+        (["--model", "{run}"], "TEXT"),
+        (["--model", "{run}", "--words", "--limit", "0"], "--limit"),
+        (["--model", "{empty}", "text"], "model.keras"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_message(bi_run, tmp_path, capsys, argv, message):
     (tmp_path / "empty").mkdir()
-    paths = {"missing": str(tmp_path / "no_such_run"), "run": str(bi_run),
-             "empty": str(tmp_path / "empty")}
+    paths = {
+        "missing": str(tmp_path / "no_such_run"),
+        "run": str(bi_run),
+        "empty": str(tmp_path / "empty"),
+    }
     argv = [arg.format(**paths) for arg in argv]
-    with pytest.raises(SystemExit) as exit_info:
-        explain.main(argv)
-    assert exit_info.value.code == 2
+    try:
+        code = explain.main(argv)
+    except SystemExit as exit_info:  # argparse's usage errors
+        code = exit_info.code
+    assert code == 2
     assert message.format(**paths) in capsys.readouterr().err
-

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serving_helpers import keras_probabilities, write_run_dir
 
 from lstm_reviews import export
-from serving_helpers import keras_probabilities, write_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 LONG_START = "wonderful brilliant loved amazing superb great " * 4
@@ -43,8 +43,15 @@ def exported(tmp_path_factory):
 
 def _python(*args, cwd, env=None, input=None):
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=environment, input=input,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=environment,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_version_layout(exported):
@@ -67,7 +74,8 @@ import json, os, sys
 repo = os.path.realpath(sys.argv[3])
 sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
 # Only the checkout itself: a virtual environment may live inside it (CI's .venv).
-sys.path[:] = [p for p in sys.path if "__editable__" not in p and os.path.realpath(p or ".") != repo]
+sys.path[:] = [p for p in sys.path
+               if "__editable__" not in p and os.path.realpath(p or ".") != repo]
 try:
     import lstm_reviews
 except ImportError:
@@ -95,7 +103,9 @@ def test_loads_without_the_package_and_matches_keras(exported, tmp_path):
     probability = np.array(outputs["probability"])
     expected = keras_probabilities(run_dir, REVIEWS)
     np.testing.assert_allclose(probability[: len(REVIEWS)], expected, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(probability, 1 / (1 + np.exp(-np.array(outputs["logit"]))), atol=1e-6)
+    np.testing.assert_allclose(
+        probability, 1 / (1 + np.exp(-np.array(outputs["logit"]))), atol=1e-6
+    )
     # The numbers differ between reviews, so the comparison above could fail.
     assert np.ptp(expected[:3]) > 1e-2
 
@@ -110,8 +120,13 @@ def test_loads_without_the_package_and_matches_keras(exported, tmp_path):
 def test_saved_model_cli_lists_string_input(exported):
     _, _, version = exported
     cli = Path(sys.executable).parent / "saved_model_cli"
-    result = subprocess.run([str(cli), "show", "--dir", str(version), "--all"], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = subprocess.run(
+        [str(cli), "show", "--dir", str(version), "--all"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     serving = result.stdout.split("signature_def['serving_default']:", 1)[1]
     inputs, outputs = serving.split("following output(s):", 1)
@@ -171,13 +186,16 @@ def test_next_version_in_the_runs_export_dir(exported, tmp_path):
     assert export.export_saved_model(other_run) == tmp_path / "from_config" / "2"
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("no_dir", "does not exist"),
-    ("no_model", "lacks model.keras"),
-    ("bad_model", "cannot load"),
-    ("bad_vocabulary", "is not a vocabulary.txt"),
-    ("other_vocabulary", "different runs"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("no_dir", "does not exist"),
+        ("no_model", "lacks model.keras"),
+        ("bad_model", "cannot load"),
+        ("bad_vocabulary", "is not a vocabulary.txt"),
+        ("other_vocabulary", "different runs"),
+    ],
+)
 def test_bad_run_dir_is_a_clear_error(exported, tmp_path, capsys, damage, message):
     run_dir, _, _ = exported
     bad = tmp_path / "run"
@@ -202,8 +220,15 @@ def test_bad_run_dir_is_a_clear_error(exported, tmp_path, capsys, damage, messag
 
 def test_other_backend_is_refused_with_a_hint(exported, tmp_path):
     run_dir, _, _ = exported
-    result = _python("-m", "lstm_reviews.export", str(run_dir), "--out", str(tmp_path / "out"),
-                     cwd=tmp_path, env={"KERAS_BACKEND": "jax"})
+    result = _python(
+        "-m",
+        "lstm_reviews.export",
+        str(run_dir),
+        "--out",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+        env={"KERAS_BACKEND": "jax"},
+    )
     assert result.returncode == 2
     assert "KERAS_BACKEND=tensorflow" in result.stderr and "'jax'" in result.stderr
     assert "Traceback" not in result.stderr

@@ -23,7 +23,7 @@ def reviews(batch=3, time=7, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     ids = rng.integers(2, VOCAB, size=(batch, time)).astype("int32")
     for row in range(batch):
-        ids[row, time - row:] = 0
+        ids[row, time - row :] = 0
     return ids
 
 
@@ -70,14 +70,21 @@ def test_backward_lstm_starts_with_its_own_weights():
 def test_masked_max_pooling_ignores_padding_that_would_win():
     pool = MaskedTimePooling("max_mean")
     # Padding steps hold 9.0, larger than any real step: they must not win the max.
-    inputs = np.array([[[1.0, -2.0], [3.0, -4.0], [9.0, 9.0]],
-                       [[-1.0, 5.0], [9.0, 9.0], [9.0, 9.0]],
-                       [[9.0, 9.0], [9.0, 9.0], [9.0, 9.0]]], "float32")
+    inputs = np.array(
+        [
+            [[1.0, -2.0], [3.0, -4.0], [9.0, 9.0]],
+            [[-1.0, 5.0], [9.0, 9.0], [9.0, 9.0]],
+            [[9.0, 9.0], [9.0, 9.0], [9.0, 9.0]],
+        ],
+        "float32",
+    )
     mask = np.array([[True, True, False], [True, False, False], [False, False, False]])
     out = keras.ops.convert_to_numpy(pool(inputs, mask=mask))
-    expected = [[3.0, -2.0, 2.0, -3.0],  # max, then mean, over the real steps
-                [-1.0, 5.0, -1.0, 5.0],
-                [0.0, 0.0, 0.0, 0.0]]  # no real step: zeros, not the dtype's lowest value
+    expected = [
+        [3.0, -2.0, 2.0, -3.0],  # max, then mean, over the real steps
+        [-1.0, 5.0, -1.0, 5.0],
+        [0.0, 0.0, 0.0, 0.0],
+    ]  # no real step: zeros, not the dtype's lowest value
     np.testing.assert_allclose(out, expected)
     # Keras' own layer lets the padding win, which is why ours exists.
     keras_max = keras.ops.convert_to_numpy(keras.layers.GlobalMaxPooling1D()(inputs))
@@ -99,8 +106,9 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path, bidirectional):
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(ids)),
-                                  keras.ops.convert_to_numpy(loaded(ids)))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model(ids)), keras.ops.convert_to_numpy(loaded(ids))
+    )
     assert isinstance(loaded.get_layer("pooling"), MaskedTimePooling)
 
 

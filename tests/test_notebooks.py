@@ -15,9 +15,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from conftest import write_tiny_imdb
+from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL_NAME = "lstm-reviews-test"
@@ -59,10 +58,15 @@ def kernel_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("jupyter")
     spec = root / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "lstm_reviews tests", "language": "python",
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "lstm_reviews tests",
+                "language": "python",
+            }
+        )
+    )
     return root
 
 
@@ -93,12 +97,20 @@ def test_notebook_runs_in_small_mode(name, kernel_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    client = NotebookClient(notebook, kernel_name=KERNEL_NAME, timeout=CELL_TIMEOUT_S,
-                            resources={"metadata": {"path": str(work)}})
+    client = NotebookClient(
+        notebook,
+        kernel_name=KERNEL_NAME,
+        timeout=CELL_TIMEOUT_S,
+        resources={"metadata": {"path": str(work)}},
+    )
     client.execute()  # raises CellExecutionError, naming the cell, if any cell fails
 
-    errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
-              if output.get("output_type") == "error"]
+    errors = [
+        output
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    ]
     assert not errors
     text = _outputs_text(notebook)
     missing = [pattern for pattern in EXPECTED[name] if not re.search(pattern, text)]
@@ -112,8 +124,12 @@ def test_committed_notebooks_are_small_and_error_free():
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
         notebook = nbformat.read(path, as_version=4)
         nbformat.validate(notebook)
-        errors = [output.get("ename") for cell in notebook.cells
-                  for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+        errors = [
+            output.get("ename")
+            for cell in notebook.cells
+            for output in cell.get("outputs", [])
+            if output.get("output_type") == "error"
+        ]
         assert not errors, f"{path.name} was saved with errors: {errors}"
         assert path.stat().st_size < 2_000_000, f"{path.name} is {path.stat().st_size} bytes"
     assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(EXPECTED)

@@ -8,12 +8,11 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from serving_helpers import keras_probabilities, write_run_dir
 
 from lstm_reviews import export, predict
-from serving_helpers import keras_probabilities, write_run_dir
 
 POSITIVE = "A wonderful film, the actors were brilliant and I loved the story."
 NEGATIVE = "Awful plot. The worst movie of the year, boring and dull."
@@ -74,9 +73,13 @@ def test_file_one_review_per_line_with_invalid_utf8(exported, tmp_path, capsys):
     reviews.write_bytes(b"\xef\xbb\xbfGreat movie\r\n\r\nAwful \xff\xfe film\n   \nfine story")
     code, records = _main(["--model", str(exported[1]), "--file", str(reviews)])
     assert code == 0
-    assert [(record["source"], record["line"]) for record in records] == [(str(reviews), n) for n in (1, 3, 5)]
+    assert [(record["source"], record["line"]) for record in records] == [
+        (str(reviews), n) for n in (1, 3, 5)
+    ]
     assert records[0]["text"] == "Great movie"
-    assert records[1]["text"] == "Awful \ufffd\ufffd film" and 0.0 <= records[1]["probability"] <= 1.0
+    assert (
+        records[1]["text"] == "Awful \ufffd\ufffd film" and 0.0 <= records[1]["probability"] <= 1.0
+    )
     warning = capsys.readouterr().err
     assert f"{reviews} line 3" in warning and "invalid UTF-8" in warning
 
@@ -89,14 +92,20 @@ def test_directory_of_txt_files(exported, tmp_path):
     (folder / "notes.md").write_text("not a review")
     code, records = _main(["--model", str(exported[1]), "--file", str(folder)])
     assert code == 0
-    assert [record["source"] for record in records] == [str(folder / "0_2.txt"), str(folder / "1_9.txt")]
+    assert [record["source"] for record in records] == [
+        str(folder / "0_2.txt"),
+        str(folder / "1_9.txt"),
+    ]
     assert "line" not in records[0]
 
 
 def test_standard_input(exported):
     lines = f"{POSITIVE}\n{NEGATIVE}\n".encode()
     code, records = _main(["--model", str(exported[1])], stdin=_stdin(lines))
-    assert code == 0 and [(r["source"], r["line"]) for r in records] == [("<stdin>", 1), ("<stdin>", 2)]
+    assert code == 0 and [(r["source"], r["line"]) for r in records] == [
+        ("<stdin>", 1),
+        ("<stdin>", 2),
+    ]
     # "-" reads standard input in its place among the arguments.
     code, records = _main(["--model", str(exported[1]), "Great!", "-"], stdin=_stdin(lines))
     assert code == 0 and [r.get("source") for r in records] == [None, "<stdin>", "<stdin>"]
@@ -130,8 +139,10 @@ def test_a_failing_review_costs_only_its_own_line(predictor):
                 raise ValueError("cannot handle BOOM")
             return predictor(texts)
 
-    reviews = [predict.Review(text, "f.txt", n) for n, text in
-               enumerate([POSITIVE, "BOOM goes the film", NEGATIVE, "Great"], start=1)]
+    reviews = [
+        predict.Review(text, "f.txt", n)
+        for n, text in enumerate([POSITIVE, "BOOM goes the film", NEGATIVE, "Great"], start=1)
+    ]
     out = io.StringIO()
     assert predict.run(Flaky(), reviews, out, batch_size=3) == predict.EXIT_SOME_FAILED
     records = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -140,7 +151,8 @@ def test_a_failing_review_costs_only_its_own_line(predictor):
     direct = predictor([POSITIVE, NEGATIVE, "Great"])
     # Batched differently (padded to another length), so equal up to float rounding.
     assert [records[i]["probability"] for i in (0, 2, 3)] == pytest.approx(
-        [r["probability"] for r in direct], abs=1e-6)
+        [r["probability"] for r in direct], abs=1e-6
+    )
 
 
 def test_missing_model_path(tmp_path, capsys):
@@ -150,15 +162,18 @@ def test_missing_model_path(tmp_path, capsys):
     assert error.startswith("error: ") and str(missing) in error and "does not exist" in error
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("empty_model_dir", "no SavedModel in"),
-    ("empty_version", "has no saved_model.pb"),
-    ("no_variables", "has no variables/"),
-    ("truncated_pb", "cannot load the SavedModel"),
-    ("garbage_pb", "cannot load the SavedModel"),
-    ("truncated_variables", "cannot load the SavedModel"),
-    ("not_a_review_model", "does not take review strings"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("empty_model_dir", "no SavedModel in"),
+        ("empty_version", "has no saved_model.pb"),
+        ("no_variables", "has no variables/"),
+        ("truncated_pb", "cannot load the SavedModel"),
+        ("garbage_pb", "cannot load the SavedModel"),
+        ("truncated_variables", "cannot load the SavedModel"),
+        ("not_a_review_model", "does not take review strings"),
+    ],
+)
 def test_broken_model_is_a_clear_error(exported, tmp_path, capsys, damage, message):
     model_dir = tmp_path / "imdb_lstm"
     model_dir.mkdir()
@@ -183,8 +198,9 @@ def test_broken_model_is_a_clear_error(exported, tmp_path, capsys, damage, messa
             import tensorflow as tf
 
             module = tf.Module()
-            module.serve = tf.function(lambda x: {"y": x * 2.0},
-                                       input_signature=[tf.TensorSpec([None], tf.float32)])
+            module.serve = tf.function(
+                lambda x: {"y": x * 2.0}, input_signature=[tf.TensorSpec([None], tf.float32)]
+            )
             shutil.rmtree(version)
             tf.saved_model.save(module, str(version), signatures={"serving_default": module.serve})
     assert _main(["--model", str(model_dir), POSITIVE]) == (2, [])
@@ -199,7 +215,10 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert exit_info.value.code == 2 and "no reviews given" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         predict.main(["--file", str(tmp_path / "nope.txt")], stdin=_stdin(), stdout=io.StringIO())
-    assert exit_info.value.code == 2 and f"--file {tmp_path / 'nope.txt'} does not exist" in capsys.readouterr().err
+    assert (
+        exit_info.value.code == 2
+        and f"--file {tmp_path / 'nope.txt'} does not exist" in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit) as exit_info:
         predict.main(["--file", str(tmp_path)], stdin=_stdin(), stdout=io.StringIO())
     assert exit_info.value.code == 2 and "without .txt files" in capsys.readouterr().err
@@ -207,18 +226,29 @@ def test_usage_errors_exit_2(tmp_path, capsys):
 
 def test_help_and_docstring_document_exit_codes():
     text = predict.build_parser().format_help()
-    for code in ("0  every review got a prediction", "1  some reviews got an error line",
-                 "2  usage error"):
+    for code in (
+        "0  every review got a prediction",
+        "1  some reviews got an error line",
+        "2  usage error",
+    ):
         assert code in text and code in predict.__doc__
 
 
 def _cli(args, cwd, input=None):
-    return subprocess.run([sys.executable, "-m", "lstm_reviews.predict", *args], cwd=cwd, input=input,
-                          capture_output=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return subprocess.run(
+        [sys.executable, "-m", "lstm_reviews.predict", *args],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
 
 
 def test_command_line_pipe_and_corrupt_model(exported, tmp_path):
-    result = _cli(["--model", str(exported[1])], tmp_path, input=b"Great movie\nAwful \xff film\n\n")
+    result = _cli(
+        ["--model", str(exported[1])], tmp_path, input=b"Great movie\nAwful \xff film\n\n"
+    )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     records = [json.loads(line) for line in result.stdout.decode("utf-8").splitlines()]
     assert [record["line"] for record in records] == [1, 2]

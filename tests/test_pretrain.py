@@ -8,14 +8,22 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_reviews import data, pretrain
+from lstm_reviews import imdb, pretrain
 from lstm_reviews.config import Config
 from lstm_reviews.model import build_model
+from lstm_reviews.tokens import prepare_tokens
 
 
 def small_config(tmp_path, **overrides) -> Config:
-    values = dict(cache_dir=str(tmp_path / "cache"), vocab_size=60, embedding_dim=8, units=6,
-                  lm_epochs=1, input_dropout=0.0, seed=3)
+    values = dict(
+        cache_dir=str(tmp_path / "cache"),
+        vocab_size=60,
+        embedding_dim=8,
+        units=6,
+        lm_epochs=1,
+        input_dropout=0.0,
+        seed=3,
+    )
     values.update(overrides)
     return Config(**values)
 
@@ -37,11 +45,11 @@ def test_shift_targets_worked_example():
 
 def test_sampling_probabilities_follow_count_to_the_three_quarters():
     pieces = np.array([[2, 2, 2, 2, 2, 2, 2, 2, 3, 1], [3, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
-    probabilities = pretrain.sampling_probabilities(pieces, vocab_size=5)
-    expected = np.array([0.0, 0.0, 8 ** 0.75, 2 ** 0.75, 0.0])
+    probabilities = pretrain.sampling_probabilities(pieces, vocab_size=5, power=0.75)
+    expected = np.array([0.0, 0.0, 8**0.75, 2**0.75, 0.0])
     np.testing.assert_allclose(probabilities, expected / expected.sum())
     with pytest.raises(ValueError, match="no words"):
-        pretrain.sampling_probabilities(np.array([[0, 1, 0]]), vocab_size=5)
+        pretrain.sampling_probabilities(np.array([[0, 1, 0]]), vocab_size=5, power=0.75)
 
 
 def test_sampled_word_loss_matches_numpy():
@@ -56,8 +64,9 @@ def test_sampled_word_loss_matches_numpy():
     negative_ids = rng.integers(2, 9, size=(batch, wrong)).astype("int32")
     negative_ids[1, 2] = target_ids[1, 0]  # an accidental hit: left out of that step
 
-    losses = keras.ops.convert_to_numpy(pretrain.SampledWordLoss()(
-        queries, targets, target_ids, negatives, negative_ids))
+    losses = keras.ops.convert_to_numpy(
+        pretrain.SampledWordLoss()(queries, targets, target_ids, negatives, negative_ids)
+    )
 
     expected = np.zeros(batch)
     for b in range(batch):
@@ -75,16 +84,16 @@ def test_sampled_word_loss_matches_numpy():
 
 def test_batches_are_seeded_and_shaped():
     pieces = pretrain.chunk_reviews([np.arange(2, 40)] * 5, 8)
-    probabilities = pretrain.sampling_probabilities(pieces, 50)
-    first = pretrain.LanguageModelBatches(pieces, probabilities, batch_size=4, seed=7)
-    again = pretrain.LanguageModelBatches(pieces, probabilities, batch_size=4, seed=7)
+    probabilities = pretrain.sampling_probabilities(pieces, 50, power=0.75)
+    first = pretrain.LanguageModelBatches(pieces, probabilities, batch_size=4, seed=7, negatives=64)
+    again = pretrain.LanguageModelBatches(pieces, probabilities, batch_size=4, seed=7, negatives=64)
     assert len(first) == -(-len(pieces) // 4)
     inputs, targets = first[0]
     same, _ = again[0]
     for name in ("token_ids", "next_ids", "previous_ids", "negative_ids"):
         np.testing.assert_array_equal(inputs[name], same[name])
     assert inputs["token_ids"].shape == (4, 8) and targets.shape == (4,)
-    assert inputs["negative_ids"].shape == (4, pretrain.NEGATIVES)
+    assert inputs["negative_ids"].shape == (4, 64)
     assert inputs["negative_ids"].min() >= 2 and inputs["negative_ids"].max() < 40
     np.testing.assert_array_equal(inputs["next_ids"][:, :-1], inputs["token_ids"][:, 1:])
     first.on_epoch_end()
@@ -96,12 +105,12 @@ def test_pretraining_learns_a_predictable_language(tmp_path):
     # Words that always follow one another: 2 3 4 5 6 7 2 3 ...; a model that reads can
     # name the next and previous word, so the loss must fall far below chance.
     keras.utils.set_random_seed(0)
-    reviews = [np.tile(np.arange(2, 8), 6)[offset:offset + 30] for offset in range(6)] * 20
+    reviews = [np.tile(np.arange(2, 8), 6)[offset : offset + 30] for offset in range(6)] * 20
     pieces = pretrain.chunk_reviews(reviews, 10)
-    config = small_config(tmp_path, lm_epochs=8)
-    weights = pretrain.pretrain(config, pieces, vocab_size=10, batch_size=8)
+    config = small_config(tmp_path, lm_epochs=8, lm_batch_size=8)
+    weights = pretrain.pretrain(config, pieces, vocab_size=10)
     losses = weights["history"]
-    chance = 2 * np.log(1 + pretrain.NEGATIVES)  # both directions, all scores equal
+    chance = 2 * np.log(1 + config.lm_negatives)  # both directions, all scores equal
     assert len(losses) == 8 and losses[0] > losses[-1]
     assert losses[-1] < 0.25 * chance, losses
     assert set(weights) == {"embedding", "bidirectional_lstm", "history"}
@@ -109,12 +118,12 @@ def test_pretraining_learns_a_predictable_language(tmp_path):
 
 def test_reader_weights_are_cached_and_load_into_the_classifier(tiny_imdb, tmp_path, monkeypatch):
     config = small_config(tmp_path, data=str(tiny_imdb))
-    tokens = data.prepare_tokens(config)
+    tokens = prepare_tokens(config)
     weights = pretrain.reader_weights(config, tokens)
     assert len(list((tmp_path / "cache").glob("reader-*.npz"))) == 1
     assert not list((tmp_path / "cache").glob("*-backup"))  # removed once the cache is written
     # The second call reads the cache: it never loads reviews nor trains.
-    monkeypatch.setattr(data, "load_unlabeled", lambda config: pytest.fail("cache not used"))
+    monkeypatch.setattr(imdb, "load_unlabeled", lambda config: pytest.fail("cache not used"))
     monkeypatch.setattr(pretrain, "pretrain", lambda *args, **kwargs: pytest.fail("retrained"))
     cached = pretrain.reader_weights(config, tokens)
     for name in ("embedding", "bidirectional_lstm"):
@@ -124,8 +133,9 @@ def test_reader_weights_are_cached_and_load_into_the_classifier(tiny_imdb, tmp_p
     classifier = build_model(config, len(tokens.vocabulary))
     pretrain.load_into(classifier, cached)
     for name in ("embedding", "bidirectional_lstm"):
-        for stored, loaded in zip(weights[name], classifier.get_layer(name).get_weights(),
-                                  strict=True):
+        for stored, loaded in zip(
+            weights[name], classifier.get_layer(name).get_weights(), strict=True
+        ):
             np.testing.assert_array_equal(stored, loaded)
 
 
@@ -148,7 +158,7 @@ class Interrupt(Exception):
 
 def test_interrupted_pretraining_continues_from_its_backup(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrain, "BACKUP_EVERY_BATCHES", 2)
-    config = small_config(tmp_path, lm_epochs=2)
+    config = small_config(tmp_path, lm_epochs=2, lm_batch_size=4)
     pieces = pretrain.chunk_reviews([np.arange(2, 12)] * 12, 5)  # 24 pieces: 6 batches of 4
     backup_dir = tmp_path / "backup"
 
@@ -159,20 +169,23 @@ def test_interrupted_pretraining_continues_from_its_backup(tmp_path, monkeypatch
     seen_epochs = []
     interrupt = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch),
-        on_train_batch_end=stop_in_epoch_1_after_batch_3)
+        on_train_batch_end=stop_in_epoch_1_after_batch_3,
+    )
     keras.utils.set_random_seed(0)
     with pytest.raises(Interrupt):
-        pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir, callbacks=[interrupt],
-                          batch_size=4)
+        pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir, callbacks=[interrupt])
     # Saved in epoch 1 (0-based) after its second batch; the stop came after the third.
-    assert json.loads((backup_dir / "training_metadata.json").read_text()) == {"epoch": 1, "batch": 1}
+    assert json.loads((backup_dir / "training_metadata.json").read_text()) == {
+        "epoch": 1,
+        "batch": 1,
+    }
 
     seen_epochs, seen_batches = [], []
     recorder = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch),
-        on_train_batch_begin=lambda batch, logs: seen_batches.append(batch))
-    weights = pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir, callbacks=[recorder],
-                                batch_size=4)
+        on_train_batch_begin=lambda batch, logs: seen_batches.append(batch),
+    )
+    weights = pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir, callbacks=[recorder])
     assert seen_epochs == [1]  # epoch 0 is not trained again
     assert len(seen_batches) == 6  # Keras replays the epoch's batches from the backed-up weights
     assert set(weights) == {"embedding", "bidirectional_lstm", "history"}

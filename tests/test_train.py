@@ -14,16 +14,38 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_reviews import data, embeddings, pretrain, train
+from lstm_reviews import embeddings, pretrain, train
+from lstm_reviews.batches import make_batches
 from lstm_reviews.config import Config, config_from_args
+from lstm_reviews.rundir import RunDir
+from lstm_reviews.tokens import prepare_tokens
 
-TINY_ARGS = ["--vocab-size", "50", "--max-length", "40", "--embedding-dim", "8", "--units", "4",
-             "--batch-size", "8", "--no-export"]
+TINY_ARGS = [
+    "--vocab-size",
+    "50",
+    "--max-length",
+    "40",
+    "--embedding-dim",
+    "8",
+    "--units",
+    "4",
+    "--batch-size",
+    "8",
+    "--no-export",
+]
 
 
 def tiny_argv(tiny_imdb: Path, tmp_path: Path, *extra: str, run: str = "run") -> list[str]:
-    return [*TINY_ARGS, "--data", str(tiny_imdb), "--cache-dir", str(tmp_path / "cache"),
-            "--output-dir", str(tmp_path / run), *extra]
+    return [
+        *TINY_ARGS,
+        "--data",
+        str(tiny_imdb),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--output-dir",
+        str(tmp_path / run),
+        *extra,
+    ]
 
 
 def history_epochs(run_dir: Path) -> list[int]:
@@ -47,7 +69,7 @@ def test_one_epoch_end_to_end_writes_the_run_directory(tiny_imdb, tmp_path, caps
     assert metrics["tokens_per_second"] > 0 and metrics["wall_time_s"] > 0
     assert metrics["backend"] == keras.backend.backend()
     assert metrics["test_reviews"] == 40  # the fixture's 20 + 20 test reviews
-    assert Config.load(run_dir / "config.json").units == 4
+    assert RunDir(run_dir).read_config().units == 4
     vocabulary = (run_dir / "vocabulary.txt").read_text(encoding="utf-8").split("\n")[:-1]
     assert vocabulary[:2] == ["", "[UNK]"] and len(vocabulary) <= 50
     assert "amazing" in vocabulary
@@ -64,30 +86,33 @@ def test_one_epoch_end_to_end_writes_the_run_directory(tiny_imdb, tmp_path, caps
 def test_training_starts_from_the_pretrained_word_vectors(tiny_imdb, tmp_path, pretrain):
     # A learning rate so small that the embedding stays where it started.
     flag = "--pretrain-embeddings" if pretrain else "--no-pretrain-embeddings"
-    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--learning-rate", "1e-12", flag,
-                     "--lm-epochs", "0")
+    argv = tiny_argv(
+        tiny_imdb, tmp_path, "--epochs", "1", "--learning-rate", "1e-12", flag, "--lm-epochs", "0"
+    )
     assert train.main(argv) == 0
     config = config_from_args(argv)
-    vectors = embeddings.pretrained_embeddings(config, data.prepare_tokens(config))
+    vectors = embeddings.pretrained_embeddings(config, prepare_tokens(config))
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
     trained = model.get_layer("embedding").get_weights()[0]
     assert np.allclose(trained, vectors, atol=1e-6) == pretrain
 
 
 def test_training_starts_from_the_pretrained_language_model(tiny_imdb, tmp_path):
-    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--learning-rate", "1e-12",
-                     "--lm-epochs", "2")
+    argv = tiny_argv(
+        tiny_imdb, tmp_path, "--epochs", "1", "--learning-rate", "1e-12", "--lm-epochs", "2"
+    )
     assert train.main(argv) == 0
     config = config_from_args(argv)
-    tokens = data.prepare_tokens(config)
+    tokens = prepare_tokens(config)
     # Cached by the run: this call loads it.
     pretrained = pretrain.reader_weights(config, tokens)
     assert len(pretrained["history"]) == 2
     vectors = embeddings.pretrained_embeddings(config, tokens)
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
     for name in ("embedding", "bidirectional_lstm"):
-        for stored, trained in zip(pretrained[name], model.get_layer(name).get_weights(),
-                                   strict=True):
+        for stored, trained in zip(
+            pretrained[name], model.get_layer(name).get_weights(), strict=True
+        ):
             np.testing.assert_allclose(trained, stored, atol=1e-6)
     # The language model started from the word vectors and moved them.
     assert not np.allclose(pretrained["embedding"][0], vectors, atol=1e-4)
@@ -96,9 +121,9 @@ def test_training_starts_from_the_pretrained_language_model(tiny_imdb, tmp_path)
 def test_one_training_step_changes_every_trainable_weight(tiny_imdb, tmp_path):
     config = config_from_args(tiny_argv(tiny_imdb, tmp_path))
     train.set_up_backend(config)
-    tokens = data.prepare_tokens(config)
+    tokens = prepare_tokens(config)
     model = train.compile_model(train.build_model(config, len(tokens.vocabulary)), config)
-    ids, labels = next(iter(train.make_batches(tokens.train, config, shuffle=True)))
+    ids, labels = next(iter(make_batches(tokens.train, config, shuffle=True)))
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
     logs = train.train_step(model, ids, labels)
     assert math.isfinite(logs["loss"]) and 0.0 <= logs["accuracy"] <= 1.0
@@ -129,8 +154,9 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_imdb, tmp_path):
     argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "3", "--patience", "5")
     run_dir = tmp_path / "run"
     with pytest.raises(Interrupt):
-        train.train_and_evaluate(config_from_args(argv), callbacks=[InterruptAfter(1, 4)],
-                                 backup_every_batches=2)
+        train.train_and_evaluate(
+            config_from_args(argv), callbacks=[InterruptAfter(1, 4)], backup_every_batches=2
+        )
     # BackupAndRestore saved in epoch 1 (0-based), after batch 4 (batch index 3).
     backup = json.loads((run_dir / "backup" / "training_metadata.json").read_text())
     assert backup == {"epoch": 1, "batch": 3}
@@ -138,7 +164,9 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_imdb, tmp_path):
     assert not (run_dir / "metrics.json").exists()
 
     seen_epochs = []
-    recorder = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch))
+    recorder = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch)
+    )
     metrics = train.train_and_evaluate(config_from_args(argv + ["--resume"]), callbacks=[recorder])
     assert seen_epochs == [1, 2]  # epoch 0 is not trained again
     assert history_epochs(run_dir) == [0, 1, 2]  # every epoch exactly once
@@ -149,7 +177,7 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_imdb, tmp_path):
 def test_resume_with_other_settings_is_refused(tiny_imdb, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    Config(units=4).save(run_dir / "config.json")
+    RunDir(run_dir).write_config(Config(units=4))
     code = train.main(tiny_argv(tiny_imdb, tmp_path, "--resume", "--units", "5"))
     assert code == 2
     assert "--units 4 -> 5" in capsys.readouterr().err
@@ -166,8 +194,17 @@ def test_same_seed_gives_the_same_run(tiny_imdb, tmp_path):
 
 def test_missing_data_path_exits_2_naming_it(tmp_path, capsys):
     missing = tmp_path / "no_such_dir"
-    code = train.main([*TINY_ARGS, "--data", str(missing), "--output-dir", str(tmp_path / "run"),
-                       "--cache-dir", str(tmp_path / "cache")])
+    code = train.main(
+        [
+            *TINY_ARGS,
+            "--data",
+            str(missing),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert str(missing) in err and "Traceback" not in err
@@ -191,23 +228,55 @@ def test_bad_option_value_exits_2(tmp_path, capsys):
     assert "--units must be positive" in capsys.readouterr().err
 
 
-def test_ctrl_c_exits_130_saying_how_to_resume(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_exits_130_saying_what_is_on_disk(tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    started = []
+
     def interrupted(config, *args, **kwargs):
+        if started:  # the second time, the run directory holds a config: it can resume
+            RunDir(run_dir).write_config(config)
+        started.append(True)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train, "train_and_evaluate", interrupted)
-    assert train.main(["--output-dir", str(tmp_path / "run")]) == 130
+    assert train.main(["--output-dir", str(run_dir)]) == 130
     err = capsys.readouterr().err
-    assert "--resume" in err and str(tmp_path / "run") in err
+    assert "nothing was saved" in err and "--resume" not in err
+    assert train.main(["--output-dir", str(run_dir)]) == 130
+    err = capsys.readouterr().err
+    assert "--resume" in err and str(run_dir) in err
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    def broken(config, *args, **kwargs):
+        raise ValueError("a bug, not a user mistake")
+
+    monkeypatch.setattr(train, "train_and_evaluate", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        train.main(["--output-dir", str(tmp_path / "run")])
 
 
 def test_help_documents_every_option_with_its_default(capsys):
     with pytest.raises(SystemExit):
         train.main(["--help"])
     out = capsys.readouterr().out
-    for flag in ("--data", "--vocab-size", "--max-length", "--embedding-dim", "--units",
-                 "--bidirectional", "--dropout", "--batch-size", "--epochs", "--learning-rate",
-                 "--seed", "--output-dir", "--resume", "--pooling", "--no-export"):
+    for flag in (
+        "--data",
+        "--vocab-size",
+        "--max-length",
+        "--embedding-dim",
+        "--units",
+        "--bidirectional",
+        "--dropout",
+        "--batch-size",
+        "--epochs",
+        "--learning-rate",
+        "--seed",
+        "--output-dir",
+        "--resume",
+        "--pooling",
+        "--no-export",
+    ):
         assert flag in out, flag
     assert "(default: 1337)" in out
 
@@ -229,11 +298,16 @@ def test_trains_under_jax_without_tensorflow(tiny_imdb, tmp_path):
     argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--max-length", "8")
     config = config_from_args(argv)
     # The caches, made with TensorFlow: token ids, the word vectors, the language model.
-    tokens = data.prepare_tokens(config)
-    pretrain.reader_weights(config, tokens, embeddings.pretrained_embeddings(config, tokens))
+    tokens = prepare_tokens(config)
+    pretrain.reader_weights(config, tokens)  # makes the word vectors on the way
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT, *argv], env=env,
-                            capture_output=True, text=True, timeout=240)
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["backend"] == "jax"

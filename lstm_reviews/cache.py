@@ -1,0 +1,82 @@
+"""Cached artifacts: made once, written atomically, found again by the settings that made them.
+
+The token ids, the unlabeled reviews' ids, the word vectors and the pretrained language
+model each take seconds to half an hour to make and depend on a handful of settings. Each
+is a file `<cache_dir>/<kind>-<12 hex digits of its settings' hash>.<suffix>`: a change of
+any setting that feeds it gives another name, so a stale file is never read by mistake.
+
+    cached(path, build, save, load)     load the file if it is there, else build and save it
+
+Files are written to a temporary name beside the target and renamed over it (`os.replace`
+is atomic): a reader sees the old file or the whole new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from lstm_reviews.errors import UserError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def short_hash(value) -> str:
+    """12 hex digits of the SHA-256 of `value` as sorted JSON: the key in a cache file's name."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def write_atomically(path: Path, write: Callable) -> None:
+    """Calls write(binary file) on a temporary file beside `path`, then renames it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """`text` as UTF-8 at `path`, written atomically."""
+    write_atomically(Path(path), lambda file: file.write(text.encode("utf-8")))
+
+
+def require_tensorflow(what: str, path: Path, instead: str) -> None:
+    """Raises UserError if TensorFlow is missing: `what`, not cached at `path`, needs it."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise UserError(
+            f"{what} is not cached at {path} and making it needs TensorFlow; run "
+            f"once with TensorFlow installed, or pass {instead}"
+        ) from None
+
+
+def cached(
+    path: Path, build: Callable[[], T], save: Callable[[Path, T], None], load: Callable[[Path], T]
+) -> T:
+    """The artifact at `path`: loaded if the file exists, else built, saved atomically, returned.
+
+    save(path, value) must write through write_atomically; load(path) reads it back and
+    raises UserError for a file it cannot use (damaged, other settings): it is then rebuilt.
+    """
+    path = Path(path)
+    if path.exists():
+        try:
+            return load(path)
+        except UserError as error:
+            log.warning("%s; rebuilding it", error)
+    value = build()
+    save(path, value)
+    return value

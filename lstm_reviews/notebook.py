@@ -1,0 +1,72 @@
+"""The set-up the walkthrough notebooks share: where things go, the settings, the run to read.
+
+    from lstm_reviews.notebook import setup, finished_run
+    nb = setup()                  # nb.small, nb.config, nb.run_dir, nb.export_dir
+    run_dir = finished_run(nb)    # $LSTM_REVIEWS_RUN_DIR, else notebook 02's run, else trains one
+
+Two modes. LSTM_REVIEWS_SMALL=1: tiny settings that run in seconds (what the tests execute,
+on whatever small aclImdb tree LSTM_REVIEWS_DATA points at; the numbers then mean nothing).
+Unset: the package's default recipe on the full data. Runs, exports and the caches go under
+the repository root (all git-ignored), or under $LSTM_REVIEWS_WORK_DIR when set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from lstm_reviews.config import Config
+
+# Seconds on 2 CPU cores, and still every step of the real recipe.
+SMALL_SETTINGS = dict(
+    vocab_size=300, max_length=60, embedding_dim=16, units=8, batch_size=16, epochs=1, lm_epochs=1
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    small: bool
+    config: Config
+    run_dir: Path  # where notebook 02 trains
+    export_dir: Path
+
+    def describe(self) -> str:
+        data = self.config.data or os.environ.get("LSTM_REVIEWS_DATA", "Keras cache or download")
+        return f"{'small mode' if self.small else 'full data'} | data: {Path(data).name}"
+
+
+def setup() -> Setup:
+    small = os.environ.get("LSTM_REVIEWS_SMALL") == "1"
+    work_dir = Path(os.environ.get("LSTM_REVIEWS_WORK_DIR", "..")).resolve()
+    run_dir = work_dir / "runs" / "notebook_imdb"
+    export_dir = work_dir / "saved_models" / "notebook_imdb"
+    places = dict(
+        cache_dir=str(work_dir / ".cache" / "lstm_reviews"),
+        output_dir=str(run_dir),
+        export_dir=str(export_dir),
+        export=False,
+    )  # notebook 04 exports
+    config = Config(**places, **(SMALL_SETTINGS if small else {}))
+    return Setup(small, config, run_dir, export_dir)
+
+
+def finished_run(nb: Setup) -> Path:
+    """A finished run: $LSTM_REVIEWS_RUN_DIR if set, else the one notebook 02 trained; failing
+    both, one trained now with nb.config (seconds in small mode, the full recipe otherwise)."""
+    if os.environ.get("LSTM_REVIEWS_RUN_DIR"):
+        return Path(os.environ["LSTM_REVIEWS_RUN_DIR"])
+    if not (nb.run_dir / "metrics.json").exists():
+        from lstm_reviews.train import train_and_evaluate
+
+        train_and_evaluate(nb.config, nb.run_dir)
+    return nb.run_dir
+
+
+def load_finished_run(nb: Setup):
+    """finished_run, loaded (rundir.Run), reading its reviews where this notebook finds them:
+    a run's own data path may be relative to where it was trained."""
+    from lstm_reviews.rundir import load_run
+
+    run = load_run(finished_run(nb))
+    return dataclasses.replace(run, config=dataclasses.replace(run.config, data=nb.config.data))

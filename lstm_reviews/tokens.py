@@ -1,0 +1,240 @@
+"""Token ids of every split, made once and cached: training reads them with NumPy alone.
+
+    prepare_tokens(config)      train / validation / test ids and the vocabulary:
+                                read (imdb), adapt on train, encode (text); cached
+    unlabeled_ids(config, tokens)   the 50k unlabeled reviews as ids of that vocabulary; cached
+
+Both caches are .npz files in config.cache_dir named by the settings that made them
+(lstm_reviews.cache). `load_token_cache` reads one with NumPy alone, so training can run
+from it on the JAX or PyTorch backends without TensorFlow, and the unlabeled reviews are
+read and encoded once for the word vectors and the language model together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lstm_reviews import imdb, text
+from lstm_reviews.cache import cached, require_tensorflow, short_hash, write_atomically
+from lstm_reviews.config import TOKENS, cache_settings
+from lstm_reviews.errors import UserError
+
+log = logging.getLogger(__name__)
+
+_CACHE_FORMAT = 1
+_SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass
+class TokenSplit:
+    """ids: n arrays <int32>[tokens] (not truncated); labels: <int32>[n]."""
+
+    ids: list
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.ids), np.int64, len(self.ids))
+
+
+@dataclasses.dataclass
+class TokenData:
+    vocabulary: list  # index 0 '' (padding), 1 '[UNK]'
+    train: TokenSplit
+    validation: TokenSplit
+    test: TokenSplit
+    settings: dict  # what made it: the cache key
+    report: dict  # load_imdb's report, plus vocabulary coverage, lengths and timings
+
+
+def _source_identity(config) -> dict:
+    """What the data is, cheaply (no extraction, no reading): part of the cache key."""
+    if config.source == "tfds":
+        return {"tfds": "imdb_reviews/plain_text", "data_dir": config.data}
+    located = imdb.locate(config.data)
+    if located.kind == "download":
+        return {"download": imdb.IMDB_URL}
+    if located.kind == "tarball":
+        return {"tarball": imdb.file_identity(located.path)}
+    # A directory: its path and the modification times of the folders holding the reviews.
+    folders = [
+        located.path / split / name for split in ("train", "test") for name in ("pos", "neg")
+    ]
+    return {
+        "dir": str(located.path),
+        "mtime_ns": [f.stat().st_mtime_ns if f.exists() else None for f in folders],
+    }
+
+
+def token_settings(config) -> dict:
+    """Everything the token cache depends on: the Config fields that feed it (config.TOKENS),
+    the data named by what it is rather than by the option's text, the standardization."""
+    settings = cache_settings(config, TOKENS)
+    settings.update(
+        format=_CACHE_FORMAT, data=_source_identity(config), standardize=text.STANDARDIZE_VERSION
+    )
+    return settings
+
+
+def token_cache_path(config, settings: dict | None = None) -> Path:
+    """<cache_dir>/tokens-<12 hex digits of the settings' hash>.npz"""
+    settings = token_settings(config) if settings is None else settings
+    return Path(config.cache_dir) / f"tokens-{short_hash(settings)}.npz"
+
+
+def _save_token_cache(path: Path, data: TokenData) -> None:
+    arrays = {
+        "vocabulary": np.array("\n".join(data.vocabulary)),  # tokens never hold "\n"
+        "settings": np.array(json.dumps(data.settings, sort_keys=True)),
+        "report": np.array(json.dumps(data.report, sort_keys=True)),
+    }
+    for name in _SPLITS:
+        split = getattr(data, name)
+        arrays[f"{name}_ids"] = flat(split.ids)
+        offsets = np.concatenate([[0], np.cumsum(split.lengths())])
+        arrays[f"{name}_offsets"] = offsets.astype(np.int64)
+        arrays[f"{name}_labels"] = split.labels.astype(np.int32)
+    # Uncompressed: loads in well under a second.
+    write_atomically(path, lambda file: np.savez(file, **arrays))
+
+
+def load_token_cache(path) -> TokenData:
+    """Reads a token cache with numpy alone. Raises UserError naming the file if unreadable."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            splits = {}
+            for name in _SPLITS:
+                ids, offsets = npz[f"{name}_ids"], npz[f"{name}_offsets"]
+                labels = npz[f"{name}_labels"]
+                if len(offsets) != len(labels) + 1 or offsets[-1] != len(ids):
+                    raise ValueError(f"{name}: offsets do not match ids and labels")
+                splits[name] = TokenSplit(
+                    np.split(ids, offsets[1:-1]) if len(labels) else [], labels
+                )
+            vocabulary = str(npz["vocabulary"]).split("\n")
+            settings, report = json.loads(str(npz["settings"])), json.loads(str(npz["report"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise UserError(
+            f"{path}: not a readable token cache ({error}); expected an .npz "
+            f"written by prepare_tokens (delete it to rebuild)"
+        ) from error
+    return TokenData(
+        vocabulary, splits["train"], splits["validation"], splits["test"], settings, report
+    )
+
+
+def flat(ids: Sequence[np.ndarray]) -> np.ndarray:
+    """Reviews' ids end to end, <int32>[total tokens] (empty for no reviews)."""
+    return np.concatenate([np.zeros(0, np.int32)] + [np.asarray(x, np.int32) for x in ids])
+
+
+def _percentiles(lengths: np.ndarray) -> dict:
+    if not len(lengths):
+        return {}
+    return {str(q): int(np.percentile(lengths, q)) for q in (50, 90, 95, 99)}
+
+
+def prepare_tokens(config) -> TokenData:
+    """The vectorized splits: from the token cache if it has these settings, else built
+    (read, split, adapt on train, vectorize) and cached atomically."""
+    settings = token_settings(config)
+    if "download" in settings["data"]:
+        imdb.find_imdb(config.data)  # download now, so the key names the file that was used
+        settings = token_settings(config)
+    path = token_cache_path(config, settings)
+    started = time.perf_counter()
+
+    def load(path):
+        data = load_token_cache(path)
+        if data.settings != settings:
+            raise UserError(f"{path}: made with other settings")
+        data.report["cache"] = {
+            "path": str(path),
+            "hit": True,
+            "load_seconds": round(time.perf_counter() - started, 2),
+        }
+        return data
+
+    data = cached(path, lambda: _build_tokens(config, settings), _save_token_cache, load)
+    data.report.setdefault("cache", {"path": str(path), "hit": False})
+    return data
+
+
+def _build_tokens(config, settings: dict) -> TokenData:
+    """Reads the reviews, adapts the vocabulary on the training split, encodes every split."""
+    reviews = imdb.load_imdb(config)
+    started = time.perf_counter()
+    vectorizer = text.build_vectorizer(reviews.train.texts, config.vocab_size)
+    adapt_seconds = time.perf_counter() - started
+    splits = {}
+    for name in _SPLITS:
+        split = getattr(reviews, name)
+        splits[name] = TokenSplit(text.encode(vectorizer, split.texts), split.labels)
+    vectorize_seconds = time.perf_counter() - started - adapt_seconds
+    test_ids = flat(splits["test"].ids)
+    train_lengths = splits["train"].lengths()
+    report = dict(reviews.report)
+    report.update(
+        {
+            "vocabulary_size": len(vectorizer.get_vocabulary()),
+            "test_tokens_in_vocabulary": (
+                round(float(np.mean(test_ids != 1)), 4) if len(test_ids) else None
+            ),
+            "train_token_length_percentiles": _percentiles(train_lengths),
+            "train_reviews_whole_at_max_length": {
+                str(config.max_length): round(float(np.mean(train_lengths <= config.max_length)), 4)
+            },
+            "adapt_seconds": round(adapt_seconds, 2),
+            "vectorize_seconds": round(vectorize_seconds, 2),
+        }
+    )
+    return TokenData(
+        [str(token) for token in vectorizer.get_vocabulary()],
+        splits["train"],
+        splits["validation"],
+        splits["test"],
+        settings,
+        report,
+    )
+
+
+def unlabeled_ids(config, tokens: TokenData) -> list:
+    """The unlabeled reviews as ids of `tokens.vocabulary`: n arrays <int32>[tokens]; cached.
+
+    For the word vectors and the language model. Made once (TensorFlow needed: the
+    TextVectorization), beside the token cache; later calls load it with NumPy alone.
+    """
+    path = Path(config.cache_dir) / f"unlabeled-{short_hash(tokens.settings)}.npz"
+
+    def build():
+        require_tensorflow(
+            "the unlabeled reviews' token ids", path, "--no-pretrain-embeddings --lm-epochs 0"
+        )
+        vectorizer = text.vectorizer_from_vocabulary(tokens.vocabulary)
+        return text.encode(vectorizer, imdb.load_unlabeled(config))
+
+    def save(path, ids):
+        lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        write_atomically(path, lambda file: np.savez(file, ids=flat(ids), offsets=offsets))
+
+    def load(path):
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                ids, offsets = npz["ids"], npz["offsets"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            raise UserError(f"{path}: not readable unlabeled ids ({error})") from error
+        return np.split(ids, offsets[1:-1]) if len(offsets) > 1 else []
+
+    return cached(path, build, save, load)
