@@ -103,11 +103,6 @@ def initialize_reader(model: keras.Model, config: Config, token_data) -> None:
         )
 
 
-def train_step(model: keras.Model, ids, labels) -> dict:
-    """One optimizer step on one batch; returns {"loss", "accuracy"} of that batch."""
-    return model.train_on_batch(ids, labels, return_dict=True)
-
-
 def evaluate(model: keras.Model, dataset) -> dict:
     """{"loss", "accuracy"} of `model` over all batches of `dataset`."""
     results = model.evaluate(dataset, return_dict=True, verbose=0)

@@ -29,6 +29,8 @@ EXPECTED = {
         r"max \|RNN\(LSTMCell\) - keras\.layers\.LSTM\| = \d\.\de[-+]\d+",
         r"forget_gate: max \|LSTMCell - NumPy\| = \d\.\de[-+]\d+",
         r"accuracy on fresh sequences: [01]\.\d+",
+        r"units whose c_29 carries the sign \(\|corr\| >= 0\.9\): \[\d",
+        r"step 0's write, c_0 · f_1⋯f_29, is \d+\.\d% of their \|c_29\|",
     ],
     "02_train_on_imdb": [
         r"small mode",
@@ -49,6 +51,12 @@ EXPECTED = {
         r"P\(positive\) = [01]\.\d{3}  tokens =  0  ''",  # the empty review
         r"inputs\['reviews'\] tensor_info",  # saved_model_cli show
     ],
+}
+
+# Printed numbers that must reach a floor: (pattern whose group is the number, floor).
+FLOORS = {
+    # The gate figure of notebook 01 means something only if the memory task was learned.
+    "01_lstm_gates": [(r"accuracy on fresh sequences: ([01]\.\d+)", 0.95)],
 }
 
 
@@ -115,6 +123,9 @@ def test_notebook_runs_in_small_mode(name, kernel_dir, tmp_path, monkeypatch):
     text = _outputs_text(notebook)
     missing = [pattern for pattern in EXPECTED[name] if not re.search(pattern, text)]
     assert not missing, f"{name}: outputs lack {missing}\n--- outputs ---\n{text[-4000:]}"
+    for pattern, floor in FLOORS.get(name, []):
+        value = float(re.search(pattern, text).group(1))
+        assert value >= floor, f"{name}: {pattern} printed {value}, below {floor}"
     # Everything the notebook wrote went to the temporary working directory.
     assert not (NOTEBOOKS / "runs").exists() and not (NOTEBOOKS / ".cache").exists()
 
