@@ -1,22 +1,25 @@
-"""`python -m lstm_reviews.explain`: a review's gates token by token, or a word report.
+"""`python -m lstm_reviews.explain`: a review's gates and ledger token by token, or a word report.
 
     python -m lstm_reviews.explain --model runs/imdb_lstm "An amazing film, give it a try."
-    python -m lstm_reviews.explain --model runs/imdb_lstm "..." --plot gates.png --html gates.html
+    python -m lstm_reviews.explain --model runs/imdb_lstm "..." --plot ledger.png --html ledger.html
     python -m lstm_reviews.explain --model runs/imdb_lstm --words --limit 2000 --json words.json
 
-The command line only: the maths is in lstm_reviews.inspection, the pictures and tables in
-lstm_reviews.render. Exit codes: 0 done, 2 a usage error or an unusable run directory,
-130 interrupted.
+The command line only: the maths is in lstm_reviews.inspection and lstm_reviews.ledger (each
+token's share of the logit), the pictures and tables in lstm_reviews.render. Exit codes: 0
+done, 2 a usage error or an unusable run directory, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import sys
 from pathlib import Path
 
-from lstm_reviews import inspection, render
+import numpy as np
+
+from lstm_reviews import inspection, ledger, render
 from lstm_reviews.cache import write_text_atomically
 from lstm_reviews.errors import UserError, run_command
 from lstm_reviews.rundir import Run, load_run
@@ -25,8 +28,9 @@ from lstm_reviews.rundir import Run, load_run
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lstm_reviews.explain",
-        description="Show the LSTM's gates, cell-state change and running prediction token by "
-        "token for a review, or gate statistics for chosen words over the test set.",
+        description="Show the LSTM's gates, cell-state change, running prediction and each "
+        "token's share of the logit for a review, or gate statistics for chosen words over "
+        "the test set.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("text", nargs="?", help="review text to trace")
@@ -36,8 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="training run directory (model.keras, vocabulary.txt, config.json)",
     )
-    parser.add_argument("--plot", metavar="PNG", help="write a tokens x gates heatmap here")
-    parser.add_argument("--html", metavar="HTML", help="write a coloured-text HTML view here")
+    parser.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="write the review's ledger here: each token's share of the logit, its write and "
+        "retention, when the verdict reads it, and a waterfall from the bias to the logit",
+    )
+    parser.add_argument(
+        "--html",
+        metavar="HTML",
+        help="write the ledger as an HTML page here (tokens coloured by their share of the "
+        "logit), followed by the gate view",
+    )
     parser.add_argument(
         "--words",
         nargs="*",
@@ -67,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _json_list(values) -> list:
+    """An array as a JSON list, NaN (a censored half-life, a zero write) as null."""
+    return [None if np.isnan(value) else float(value) for value in np.asarray(values, float)]
+
+
 def _trace_command(run: Run, inspector: inspection.Inspector, args) -> dict:
     ids = run.encode([args.text])[0]
     if ids.size == 0:
@@ -74,32 +93,53 @@ def _trace_command(run: Run, inspector: inspection.Inspector, args) -> dict:
     total = len(run.encode([args.text], truncate=False)[0])
     tokens = [run.vocabulary[k] for k in ids]
     trace = inspection.gate_trace(inspector, ids)
+    led = ledger.review_ledger(run.model, ids)
     note = inspection.direction_note(inspector)
     print(f"model: {run.path} ({inspector.units} units)")
     print(note)
+    title = f"The verdict's ledger: {run.path.name}"
     if len(ids) < total:
         print(
             f"the review has {total} tokens: kept the last {len(ids)} (max_length), as in training"
         )
+        title += f" (the last {len(ids)} of the review's {total} tokens, as in training)"
     print(
-        "per token: gate mean over units and share of units > 0.5; |dc| = ||c_t - c_(t-1)||; "
-        "|i*g| = ||i_t * candidate_t|| (new content written); "
-        "P(pos) = the model's prediction if the review ended at this token"
+        "per token: input, forget, output = gate mean over units; |dc| = ||c_t - c_(t-1)||; "
+        "P(pos) = the model's prediction if the review ended at this token; "
+        "A = the token's share of the logit (A fwd, A bwd: per direction; the A add up to "
+        "logit - bias); write = ||i_t * candidate_t|| over both directions; ret = the share "
+        "of the write kept to the end of reading"
     )
-    print(render.format_trace(tokens, trace))
+    print(render.format_trace(tokens, trace, led))
+    print(f"logit {led['logit']:+.4f} = bias {led['bias']:+.4f} + sum of A {led['A'].sum():+.4f}")
     if args.plot:
-        direction = "forward direction of a bidirectional model" if inspector.bidirectional else ""
-        render.plot_trace(tokens, trace, args.plot, title=f"{run.path.name} {direction}".strip())
+        render.plot_ledger(tokens, led, args.plot, title=title)
         print(f"wrote {args.plot}")
     if args.html:
-        write_text_atomically(
-            Path(args.html),
-            render.render_html(tokens, trace, title=f"Gates of {run.path}", note=note),
+        direction = "forward direction" if inspector.bidirectional else "the LSTM"
+        gates = (
+            f"<h2>Gate view ({html.escape(direction)})</h2>\n<p>{html.escape(note)}</p>\n"
+            + render.gate_sections(tokens, trace, level=3)
         )
+        page = render.render_ledger_html(
+            tokens, led, title=f"The verdict's ledger: {run.path}", note=note, extra=gates
+        )
+        write_text_atomically(Path(args.html), page)
         print(f"wrote {args.html}")
     keys = [f"{gate}_{kind}" for gate in inspection.GATES for kind in ("mean", "open")]
     keys += ["cell_change", "write", "logit", "probability"]
-    return {"tokens": tokens, **{key: trace[key].tolist() for key in keys}}
+    shares = ["A", "read", "write", "retention"] + [
+        f"{key}_{name}" for name in led["directions"] for key in ("A", "retention", "half_life")
+    ]
+    return {
+        "tokens": tokens,
+        **{key: trace[key].tolist() for key in keys},
+        "ledger": {
+            "logit": led["logit"],
+            "bias": led["bias"],
+            **{key: _json_list(led[key]) for key in shares},
+        },
+    }
 
 
 def _words_command(run: Run, inspector: inspection.Inspector, args) -> dict:

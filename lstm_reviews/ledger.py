@@ -37,6 +37,10 @@ Every per-token array is aligned to the review's token positions, the backward d
 too: its entry t is the step that reads token t. Padding positions hold 0 (NaN for
 retention and half-life).
 
+For one review, review_ledger also splits each A_t over the steps that read it:
+reading[t, τ] = Σ_d ⟨κ_τ ⊙ Π_{k=t+1..τ} f_k, w_t⟩ (d's reading order), Σ_τ reading[t, τ] = A_t;
+lstm_reviews.render draws it.
+
 The network parts (gates, logits) run through compiled Keras models (predict_on_batch), so
 this works on the TensorFlow and JAX backends; the algebra is float64 NumPy.
 """
@@ -336,6 +340,7 @@ def _direction_ledger(parts, v_max, v_mean, lengths, mask, argmax, backward):
     return {
         "w": to_position(w),
         "K": to_position(K),
+        "kappa": to_position(kappa),
         "A": to_position(A),
         "read": to_position(read),
         "retention": to_position(retention),
@@ -344,11 +349,12 @@ def _direction_ledger(parts, v_max, v_mean, lengths, mask, argmax, backward):
     }
 
 
-def _ledger(model, ids, gate_model, head):
-    """ledger() without the model's own logit."""
+def _ledger(model, ids, gate_model, head, per_direction=None):
+    """ledger() without the model's own logit; per_direction: gates(model, ids), if at hand."""
     ids, lengths, mask = _as_batch(ids)
     mode, kernel, bias = head
-    per_direction = gates(model, ids, gate_model)
+    if per_direction is None:
+        per_direction = gates(model, ids, gate_model)
     n_dir = len(per_direction)
     units = per_direction[0]["h"].shape[-1]
     features = n_dir * units
@@ -390,6 +396,8 @@ def ledger(model: keras.Model, ids, gate_model: keras.Model | None = None) -> di
         "forward" (and "backward" when bidirectional): a dict with
             w          <float64>[batch, time, units]  the write i ⊙ c̃
             K          <float64>[batch, time, units]  what the verdict reads of a write at t
+            kappa      <float64>[batch, time, units]  κ: how the verdict reads the cell at
+                                                      the step that reads token t
             A          <float64>[batch, time]  ⟨K_t, w_t⟩, the token's share of the logit
             read       <float64>[batch, time]  Σ_j |K_tj w_tj|
             retention  <float64>[batch, time]  |w|-weighted share kept to the end
@@ -407,6 +415,92 @@ def ledger(model: keras.Model, ids, gate_model: keras.Model | None = None) -> di
     result = _ledger(model, batch_ids, gate_model, _head(model))
     result["logit"] = _logits(model, batch_ids)
     return result
+
+
+def _reading(kappa, forget, w):
+    """<float64>[time(t), time(τ)]: ⟨κ_τ ⊙ Π_{k=t+1..τ} f_k, w_t⟩ for τ ≥ t, else 0.
+
+    kappa, forget, w: one direction's <float64>[time, units], in its reading order. Row t
+    sums to ⟨K_t, w_t⟩ = A_t. One row at a time with a running product: O(time² · units)
+    work and O(time · units) scratch; the products only shrink (0 < f < 1), so an underflow
+    to 0 is the true value's rounding, never an overflow.
+    """
+    time = len(w)
+    result = np.zeros((time, time))
+    for t in range(time):
+        result[t, t] = kappa[t] @ w[t]
+        if t + 1 < time:
+            decay = np.cumprod(forget[t + 1 :], axis=0)  # row τ-t-1: Π_{k=t+1..τ} f_k
+            result[t, t + 1 :] = (kappa[t + 1 :] * decay) @ w[t]
+    return result
+
+
+def review_ledger(model: keras.Model, ids, gate_model: keras.Model | None = None) -> dict:
+    """One review's ledger as plain arrays, ready to draw (lstm_reviews.render.plot_ledger).
+
+    ids: one review <int>[time], no padding (time >= 1).
+    gate_model: build_gate_model(model), to reuse over many calls.
+    Returns a dict, every array aligned to token positions:
+        "A"                  <float64>[time]  the token's share of the logit, both directions
+        "A_forward", and "A_backward" when bidirectional  <float64>[time]  per direction
+        "write"              <float64>[time]  ‖w_t‖₂ over both directions' units together
+        "retention"          <float64>[time]  Σ_d ret_d ‖w_d‖₁ / Σ_d ‖w_d‖₁: the share of the
+                                              write (both directions) kept to the end of its
+                                              reading; NaN for a zero write
+        "read"               <float64>[time]  Σ_d Σ_j |K_tj w_tj|
+        "half_life_<d>", "censored_<d>", "retention_<d>"  <[time]>  per direction d
+        "reading"            <float64>[time(t), time(τ)]  how much of token t's write the
+                             verdict reads at the step that reads token τ: Σ_d ⟨κ_τ ⊙
+                             Π_{k=t+1..τ} f_k, w_t⟩ (products in d's reading order, so the
+                             backward direction reads t at positions τ ≤ t);
+                             reading[t].sum() == A[t]
+        "logit" float (the model's own), "bias" float, "directions" ("forward"[, "backward"])
+    """
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or ids.size == 0 or np.any(ids == 0):
+        raise ValueError(
+            f"review_ledger needs one review <int>[time] with time >= 1 and no padding, "
+            f"got shape {ids.shape}"
+        )
+    batch, _, _ = _as_batch(ids[None, :])
+    if gate_model is None:
+        gate_model = build_gate_model(model)
+    per_direction = gates(model, batch, gate_model)
+    result = _ledger(model, batch, gate_model, _head(model), per_direction)
+    names = DIRECTION_NAMES[: len(per_direction)]
+    time = batch.shape[1]
+    out = {
+        "A": result["A"][0],
+        "read": result["read"][0],
+        "logit": float(_logits(model, batch)[0]),
+        "bias": float(result["bias"]),
+        "directions": names,
+    }
+    reading = np.zeros((time, time))
+    squares = np.zeros(time)
+    kept = np.zeros(time)  # Σ_d ret_d ‖w_d‖₁
+    written = np.zeros(time)  # Σ_d ‖w_d‖₁
+    for name, parts in zip(names, per_direction):
+        entry = {key: value[0] for key, value in result[name].items()}
+        w, kappa, forget = entry["w"], entry["kappa"], parts["forget_gate"][0]
+        if name == "backward":  # no padding: reading order is position order reversed
+            block = _reading(kappa[::-1], forget[::-1], w[::-1])[::-1, ::-1]
+        else:
+            block = _reading(kappa, forget, w)
+        reading += block
+        squares += (w * w).sum(axis=-1)
+        l1 = np.abs(w).sum(axis=-1)
+        kept += np.nan_to_num(entry["retention"]) * l1
+        written += l1
+        out[f"A_{name}"] = entry["A"]
+        out[f"retention_{name}"] = entry["retention"]
+        out[f"half_life_{name}"] = entry["half_life"]
+        out[f"censored_{name}"] = entry["censored"]
+    out["write"] = np.sqrt(squares)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["retention"] = np.where(written > 0, kept / np.where(written > 0, written, 1.0), np.nan)
+    out["reading"] = reading
+    return out
 
 
 def _logits(model, ids):

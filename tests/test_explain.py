@@ -278,13 +278,26 @@ def test_cli_trace_writes_plot_html_and_json(bi_run, tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "FORWARD direction" in printed and re.search(r"\n\s+4\s+don't\s", printed)
+    # The ledger's columns follow P(pos): A, then per direction, write, retention.
+    assert re.search(r"P\(pos\)\s+A\s+A fwd\s+A bwd\s+write\s+ret\n", printed)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html_text = page.read_text(encoding="utf-8")
     assert ">don&#x27;t</span>" in html_text and "don't" not in html_text
+    # The ledger page (one coloured span per token), then the gate view.
+    assert html_text.count('<span class="tok"') == 8
+    assert html_text.index("From the bias to the logit") < html_text.index("Gate view")
     trace = json.loads(out.read_text())["trace"]
     # "!" and "?" are tokens in our standardization; "it" is a filler word
     assert trace["tokens"] == ["this", "movie", "[UNK]", "don't", "it", "was", "amazing", "[UNK]"]
     assert len(trace["probability"]) == 8
+    ledger = trace["ledger"]
+    assert len(ledger["A"]) == 8
+    np.testing.assert_allclose(ledger["A"], np.add(ledger["A_forward"], ledger["A_backward"]))
+    assert sum(ledger["A"]) == pytest.approx(ledger["logit"] - ledger["bias"], abs=1e-5)
+    # The whole review's logit is the running prediction at its last token.
+    assert ledger["logit"] == pytest.approx(trace["logit"][-1], abs=1e-5)
+    printed_logit = re.search(r"logit ([-+][\d.]+) = bias", printed)
+    assert float(printed_logit.group(1)) == pytest.approx(ledger["logit"], abs=1e-4)
 
 
 def test_cli_word_report_on_tiny_test_split(bi_run, tiny_imdb, tmp_path, capsys):
