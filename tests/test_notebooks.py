@@ -40,10 +40,12 @@ EXPECTED = {
         r"P\(positive\) = [01]\.\d{3}  An amazing film",
     ],
     "03_remember_and_forget": [
-        r"gates of the FORWARD direction",
+        r"sum of A = [-+]\d+\.\d{6}; logit - bias = [-+]\d+\.\d{6}",
         r"40 test reviews",
-        r"amazing\s+\d+\s+\d+\s+\d+\s+[01]\.\d{3}",  # the word-report row of "amazing"
+        r"amazing\s+\d+\s+[-+]\d\.\d{4} \[",  # the ledger's row of "amazing"
+        r'"amazing" / "this": mean \|A\| \d+\.\dx',
         r'-> "amazing" moves the cell state \d+\.\d\dx as much as "this"',
+        r"Spearman rank correlation of A_t with occlusion, \d+ test reviews",
     ],
     "04_export_and_serve": [
         r"exported: .*notebook_imdb/1\b",
