@@ -72,25 +72,14 @@ def forward_recurrent_layer(model: keras.Model):
 
 def _check_standard_lstm(layer) -> None:
     """Our cell computes sigmoid gates and tanh content only: refuse anything else."""
-    cell = layer.cell
+    from lstm_reviews.ledger import check_cell
+
     if layer.go_backwards:
         raise UserError(f"layer {layer.name!r} reads backwards; expected a forward layer")
-    if isinstance(cell, LSTMCell):
-        return
-    if not isinstance(cell, keras.layers.LSTMCell):
-        raise UserError(
-            f"layer {layer.name!r} has a {type(cell).__name__}, "
-            f"expected our LSTMCell or keras.layers.LSTM"
-        )
-    activations = (
-        keras.activations.serialize(cell.activation),
-        keras.activations.serialize(cell.recurrent_activation),
-    )
-    if activations != ("tanh", "sigmoid"):
-        raise UserError(
-            f"layer {layer.name!r} uses activations {activations}; "
-            f"only ('tanh', 'sigmoid') can be copied into our cell"
-        )
+    try:
+        check_cell(layer)
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def build_inspector(model: keras.Model) -> Inspector:

@@ -66,14 +66,14 @@ _LOG_FLOOR = 1e-300
 # --- the network parts ----------------------------------------------------------------------
 
 
-def _check_cell(layer) -> None:
+def check_cell(layer) -> None:
     """Our cell or Keras' with sigmoid gates and tanh content: the algebra above holds."""
     cell = getattr(layer, "cell", None)
     if isinstance(cell, LSTMCell):
         return
     if not isinstance(cell, keras.layers.LSTMCell):
         raise ValueError(
-            f"layer {layer.name!r} has a {type(cell).__name__}; the ledger needs "
+            f"layer {layer.name!r} has a {type(cell).__name__}; expected "
             f"lstm_reviews.cell.LSTMCell or keras.layers.LSTM"
         )
     activations = (
@@ -83,7 +83,7 @@ def _check_cell(layer) -> None:
     if activations != ("tanh", "sigmoid"):
         raise ValueError(
             f"layer {layer.name!r} uses activations {activations}; "
-            f"the ledger needs ('tanh', 'sigmoid')"
+            f"only ('tanh', 'sigmoid') fit the LSTM cell's algebra"
         )
 
 
@@ -115,7 +115,7 @@ def directions(model: keras.Model) -> tuple:
     else:
         layers = (layer,)
     for expected_backwards, direction in zip((False, True), layers):
-        _check_cell(direction)
+        check_cell(direction)
         if bool(direction.go_backwards) != expected_backwards:
             raise ValueError(
                 f"layer {direction.name!r} has go_backwards="

@@ -169,15 +169,20 @@ def render_html(tokens: list, trace: dict, title: str = "", note: str = "") -> s
     )
 
 
+def _named_rows(report: dict) -> list:
+    """(name, row) of a word report's words, then "(all tokens)", the baseline row."""
+    return [(row["word"], row) for row in report["words"]] + [
+        ("(all tokens)", report["all_tokens"])
+    ]
+
+
 def format_word_report(report: dict) -> str:
     """The word table as text; the last row is every token (the baseline)."""
     lines = [
         f"{'word':<14} {'id':>6} {'count':>8} {'reviews':>8}  {'input':>6} {'>0.5':>5}  "
         f"{'forget':>6}  {'output':>6}  {'|dc|':>6} {'|i*g|':>6}"
     ]
-    rows = [(row["word"], row) for row in report["words"]] + [(None, report["all_tokens"])]
-    for word, row in rows:
-        name = word if word is not None else "(all tokens)"
+    for name, row in _named_rows(report):
         if row["count"] == 0:
             reason = "not in vocabulary" if row["id"] is None else "never read"
             lines.append(f"{name:<14} {str(row['id']):>6} {0:>8} {0:>8}  ({reason})")
@@ -205,9 +210,7 @@ def format_ledger_report(report: dict) -> str:
         f"{'word':<14} {'count':>8}  {'mean A [95% CI]':<31} {'mean |A| [95% CI]':<31} "
         f"{'read':>7} {'retain':>7} {'half-life':>9} {'censored':>8}"
     ]
-    rows = [(row["word"], row) for row in report["words"]] + [(None, report["all_tokens"])]
-    for word, row in rows:
-        name = word if word is not None else "(all tokens)"
+    for name, row in _named_rows(report):
         if not row["count"]:
             lines.append(f"{name:<14} {0:>8}  (not in the vocabulary or never read)")
             continue
