@@ -40,6 +40,9 @@ def standardize_review(text):
     """
     import tensorflow as tf
 
+    # lower() with an encoding stops at a NUL byte, cutting the review there: a NUL separates
+    # words like other control characters. No IMDB review holds one: same ids, same version.
+    text = tf.strings.regex_replace(text, r"\x00", " ")
     text = tf.strings.lower(text, encoding="utf-8")
     text = tf.strings.regex_replace(text, r"</?[a-z][^<>]*>", " ")  # <br />, <i>, </p>, ...
     text = tf.strings.regex_replace(text, "[’‘´`]", "'")  # typographic apostrophes as "'"
