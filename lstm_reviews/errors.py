@@ -4,6 +4,9 @@
                 from another version). Its message names the file or option and what was
                 expected. Every command prints it as "error: <message>" and exits 2.
     Ctrl-C      exit 130, with a message that says what was kept at that moment.
+    disk full   a write failed for lack of space (standard output on /dev/full included):
+                "error: cannot write ...", exit 1. The machine's fault, not a bug or a typo.
+    closed      standard output closed (`>&-`): "error: standard output is closed", exit 2.
     anything    else is a bug: Python's traceback, exit 1.
 
 `run_command` is the one place that does this mapping; each CLI's `main` calls it.
@@ -11,10 +14,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Callable
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # disk full, quota exceeded
 
 
 class UserError(Exception):
@@ -29,12 +35,47 @@ def run_command(
     body: returns an exit code (None means 0). on_interrupt: the message for Ctrl-C, asked
     for at that moment, so it can say what is on disk then.
     """
+    if sys.stdout is None:  # Python's stand-in for a closed file descriptor 1
+        print(
+            "error: standard output is closed; expected it open (redirect it to a file, "
+            "or to /dev/null to discard it)",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
     try:
         code = body()
+        sys.stdout.flush()  # a full disk shows here, not as Python's complaint at exit
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"\n{on_interrupt()}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as error:
+        if error.errno not in _NO_SPACE:
+            raise  # anything else is a bug: keep its traceback
+        if error.filename:
+            where = error.filename
+        elif _stdout_broken():
+            where = "standard output"
+        else:
+            where = "a file"  # a write on an open file object does not name it
+        print(f"error: cannot write to {where}: {error.strerror}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK if code is None else code
+
+
+def _stdout_broken() -> bool:
+    """Whether standard output fails: text it cannot flush, or even an empty write refused
+    (/dev/full). If so it is pointed at /dev/null, or Python's flush at exit fails again."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (OSError, ValueError):  # no descriptor (a test's StringIO): not what failed
+        return False
+    try:
+        sys.stdout.flush()
+        os.write(descriptor, b"")
+        return False
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), descriptor)
+        return True

@@ -7,8 +7,10 @@
 
 --model is a model directory (the highest numbered version is used) or one version's
 directory. Reviews come from the arguments ("-" reads standard input), from --file (one
-review per line; blank lines are skipped; or a directory: each *.txt file is one review),
-or from standard input when neither is given and it is not a terminal.
+review per line; blank lines are skipped; or a directory: each *.txt file directly in it is
+one review), or from standard input when neither is given and it is not a terminal.
+A folder of review folders, like aclImdb/test (pos/, neg/ and the movie lists urls_*.txt,
+which are not reviews), is refused with the folders to pass instead.
 
 Output: one JSON line per review, in input order:
 
@@ -21,22 +23,31 @@ Output: one JSON line per review, in input order:
 positive when probability >= 0.5; "tokens" counts the words the model read (a long
 review keeps its last config.max_length); "source"/"line" say where a review came from.
 Invalid UTF-8 is decoded with U+FFFD replacements and still predicted, with a warning on
-standard error. A review that cannot be predicted gets an "error" line instead; the
-others are unaffected.
+standard error; a NUL byte separates words. Input that is not text at all (a program, a
+UTF-16 file: NUL bytes in invalid UTF-8, a UTF-16 byte order mark, or over 10% control
+or undecodable characters at its start) is refused. A review that cannot be predicted, a
+*.txt file of a directory that cannot be read or is not text, and a file or standard input
+holding no review at all each get an "error" line instead; the others are unaffected.
 
 Exit codes:
     0  every review got a prediction
-    1  some reviews got an error line instead (the rest were predicted)
-    2  usage error, unreadable input, or a missing/incomplete/corrupt model
+    1  some reviews got an error line instead (the rest were predicted), or writing the
+       output failed (disk full)
+    2  usage error, input that is not UTF-8 text, unreadable input, closed standard
+       input or output, or a missing/incomplete/corrupt model
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import io
 import itertools
 import json
 import os
+import re
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +58,13 @@ from lstm_reviews.export import version_dirs
 
 EXIT_SOME_FAILED = 1  # some reviews got an error line instead of a prediction
 TEXT_PREFIX_CHARS = 60
+SNIFF_BYTES = 8192  # the start of an input, read to tell text from binary
+# Past this share of control or undecodable characters an input is not text: Latin-1 text
+# has a few percent, UTF-16 without a byte order mark about half (its NUL bytes).
+NOT_TEXT_SHARE = 0.1
+_TEXT_CONTROLS = "\t\n\r\f\v"
+# aclImdb's movie lists (line k: the movie of review k) sit beside the review folders.
+_ACLIMDB_URL_LIST = re.compile(r"urls_(pos|neg|unsup)\.txt")
 
 
 @dataclass
@@ -54,6 +72,7 @@ class Review:
     text: str
     source: str | None = None  # file path, "<stdin>", or None for an argument
     line: int | None = None  # 1-based line in a line-per-review source
+    error: str | None = None  # why this entry of the input cannot be predicted
 
 
 def resolve_model_dir(path) -> Path:
@@ -122,7 +141,11 @@ class Predictor:
 
     def __call__(self, texts: list[str]) -> list[dict]:
         """texts: list of N str -> N dicts of probability (float), logit (float), tokens (int)."""
-        batch = self._tf.constant([text.encode("utf-8") for text in texts], dtype=self._tf.string)
+        # NUL as a space, as text.standardize_review reads it: SavedModels exported before
+        # that rule would cut the review at its first NUL.
+        batch = self._tf.constant(
+            [text.replace("\0", " ").encode("utf-8") for text in texts], dtype=self._tf.string
+        )
         outputs = {
             key: value.numpy()
             for key, value in self._signature(**{self._input_name: batch}).items()
@@ -160,29 +183,101 @@ def _decode(raw: bytes, where: str) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
+def not_text(start: bytes) -> str | None:
+    """Why bytes from an input's start are not UTF-8 text (binary, UTF-16), or None if they are."""
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)):
+        return "it starts with a UTF-16 or UTF-32 byte order mark"
+    # Incremental, final=False: a character cut at the sample's end is not an error.
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(start, final=False)
+    except UnicodeDecodeError:
+        if b"\0" in start:
+            return "it holds NUL bytes and invalid UTF-8"
+        text = codecs.getincrementaldecoder("utf-8")("replace").decode(start, final=False)
+    odd = sum(
+        char == "\ufffd" or (unicodedata.category(char) == "Cc" and char not in _TEXT_CONTROLS)
+        for char in text
+    )
+    if odd > max(1, NOT_TEXT_SHARE * len(text)):  # one stray NUL does not make a file binary
+        return f"{odd} of its first {len(text)} characters are control characters or invalid UTF-8"
+    return None
+
+
+def _text_stream(stream, source: str):
+    """`stream` (binary), after checking that its start reads as text; UserError if not."""
+    if not hasattr(stream, "peek"):
+        stream = io.BufferedReader(stream)  # peek looks ahead without consuming the review
+    reason = not_text(stream.peek(SNIFF_BYTES)[:SNIFF_BYTES])
+    if reason:
+        raise UserError(
+            f"{source} is not text ({reason}); expected UTF-8 text, one review per line"
+        )
+    return stream
+
+
 def _lines(stream, source: str) -> Iterator[Review]:
-    """One review per non-blank line of a binary stream."""
-    for number, raw in enumerate(stream, start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+    """One review per non-blank line of a binary stream; an error entry if there is none."""
+    found = False
+    for number, raw in enumerate(_text_stream(stream, source), start=1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[3:]  # a UTF-8 byte order mark is not part of the review
         text = _decode(raw.rstrip(b"\r\n"), f"{source} line {number}")
         if text.strip():  # blank lines separate reviews; they are not reviews
+            found = True
             yield Review(text, source, number)
+    if not found:  # like an empty review argument: an error line, not a silent success
+        yield Review("", source, error=f"no reviews in {source}: it is empty or only blank lines")
+
+
+def review_files(folder: Path) -> list[Path]:
+    """The reviews of a --file directory: its *.txt files, except aclImdb's movie lists."""
+    return sorted(
+        path for path in folder.glob("*.txt") if not _ACLIMDB_URL_LIST.fullmatch(path.name)
+    )
+
+
+def _file_review(path: Path) -> Review:
+    """One *.txt file of a directory as one review; an error entry if it cannot be one."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:  # one bad entry must not cost the other files their predictions
+        return Review("", str(path), error=f"cannot read {path}: {error.strerror or error}")
+    reason = not_text(raw[:SNIFF_BYTES])
+    if reason:
+        return Review(
+            "", str(path), error=f"not text ({reason}); expected UTF-8 text, one review per file"
+        )
+    return Review(_decode(raw, str(path)), str(path))
 
 
 def read_file(path: Path) -> Iterator[Review]:
     """Reviews of a file (one per line) or a directory (one per *.txt file)."""
+    if path.is_dir():
+        for file in review_files(path):
+            yield _file_review(file)
+        return
     try:
-        if path.is_dir():
-            for file in sorted(path.glob("*.txt")):
-                yield Review(_decode(file.read_bytes(), str(file)), str(file))
-        else:
-            with open(path, "rb") as stream:
-                yield from _lines(stream, str(path))
+        with open(path, "rb") as stream:
+            yield from _lines(stream, str(path))
     except OSError as error:
         raise UserError(
             f"cannot read {error.filename or path}: {error.strerror or error}"
         ) from None
+
+
+def check_files(paths: list[Path]) -> None:
+    """Reads the start of every --file that is a file, so that unreadable or binary input is
+    refused before the model loads and before any line of output."""
+    for path in paths:
+        if not path.is_file():
+            # A directory's entries are checked one by one (a bad one gets an error line); a
+            # pipe is checked as it is read: what this look consumed would be lost.
+            continue
+        try:
+            with open(path, "rb") as stream:
+                _text_stream(stream, str(path))
+        except OSError as error:
+            raise UserError(f"cannot read {path}: {error.strerror or error}") from None
 
 
 def _argument_text(argument: str) -> str:
@@ -235,7 +330,9 @@ def predict_batch(predictor, reviews: list[Review]) -> list[dict]:
     records: list[dict | None] = [None] * len(reviews)
     todo = []
     for index, review in enumerate(reviews):
-        if review.text.strip():
+        if review.error is not None:
+            records[index] = _record(review, error=review.error)
+        elif review.text.strip():
             todo.append(index)
         else:
             records[index] = _record(review, error="empty review: nothing to predict")
@@ -284,11 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Prints one JSON line per review: text (its start), probability, label, tokens.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="reviews come from the arguments ('-' reads standard input), from --file, or from\n"
-        "standard input when neither is given.\n\n"
+        "standard input when neither is given. An empty review, an empty file or standard\n"
+        "input, and an unreadable or binary *.txt file of a --file directory each get an\n"
+        "error line.\n\n"
         "exit codes:\n"
         "  0  every review got a prediction\n"
-        "  1  some reviews got an error line instead (the rest were predicted)\n"
-        "  2  usage error, unreadable input, or a missing/incomplete/corrupt model",
+        "  1  some reviews got an error line instead (the rest were predicted), or writing the\n"
+        "     output failed (disk full)\n"
+        "  2  usage error, input that is not UTF-8 text, unreadable input, closed standard\n"
+        "     input or output, or a missing/incomplete/corrupt model",
     )
     parser.add_argument(
         "reviews", nargs="*", metavar="REVIEW", help="review text; '-' reads standard input"
@@ -305,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         action="append",
         default=[],
-        help="file with one review per line, or a directory of .txt reviews; repeatable",
+        help="UTF-8 file with one review per line, or a directory of .txt reviews (one per "
+        "file; not a folder of such folders); repeatable",
     )
     parser.add_argument(
         "--batch-size",
@@ -315,6 +417,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="reviews per model call (default: %(default)s)",
     )
     return parser
+
+
+def _refuse_directory(parser, path: Path) -> None:
+    folders = sorted(
+        folder for folder in path.iterdir() if folder.is_dir() and any(folder.glob("*.txt"))
+    )
+    if folders:  # e.g. aclImdb/test: its reviews are in pos/ and neg/
+        parser.error(
+            f"--file {path} holds no .txt reviews itself, but its folders "
+            f"{', '.join(folder.name + '/' for folder in folders)} do: pass them, as in "
+            + " ".join(f"--file {folder}" for folder in folders)
+        )
+    parser.error(
+        f"--file {path} is a directory without .txt files (expected one review per .txt file)"
+    )
 
 
 def main(argv=None, stdin=None, stdout=None) -> int:
@@ -329,19 +446,19 @@ def main(argv=None, stdin=None, stdout=None) -> int:
     for path in args.file:
         if not path.exists():
             parser.error(f"--file {path} does not exist")
-        if path.is_dir() and not any(path.glob("*.txt")):
-            parser.error(
-                f"--file {path} is a directory without .txt files "
-                f"(expected one review per .txt file)"
-            )
+        if path.is_dir() and not review_files(path):
+            _refuse_directory(parser, path)
     if not args.reviews and not args.file and (stdin is None or stdin.isatty()):
         parser.error(
             "no reviews given: pass them as arguments, with --file PATH, or on standard input"
         )
-    if stdout is sys.stdout and (getattr(stdout, "encoding", "") or "").lower() != "utf-8":
-        stdout.reconfigure(encoding="utf-8")  # JSON text is UTF-8 whatever the locale says
+    if "-" in args.reviews and stdin is None:  # Python's stand-in for a closed descriptor 0
+        parser.error("'-' reads standard input, but it is closed")
 
     def body():
+        if stdout is sys.stdout and (getattr(stdout, "encoding", "") or "").lower() != "utf-8":
+            stdout.reconfigure(encoding="utf-8")  # JSON text is UTF-8 whatever the locale says
+        check_files(args.file)
         try:
             predictor = Predictor(args.model)
             return run(

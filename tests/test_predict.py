@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from serving_helpers import keras_probabilities, write_run_dir
@@ -224,14 +225,179 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert exit_info.value.code == 2 and "without .txt files" in capsys.readouterr().err
 
 
+def test_nul_byte_separates_words_in_training_and_serving(exported, tmp_path):
+    run_dir, model_dir = exported
+    # Before: the SavedModel and the training vectorizer both read only "Awful plot".
+    with_nul = "Awful plot\0 the actors were brilliant and I loved the story."
+    with_space = with_nul.replace("\0", " ")
+    code, records = _main(["--model", str(model_dir), with_nul, with_space, "Awful plot"])
+    assert code == 0
+    assert records[0]["tokens"] == records[1]["tokens"] > records[2]["tokens"]
+    assert records[0]["probability"] == pytest.approx(records[1]["probability"], abs=1e-6)
+    # Training reads reviews through the same vectorizer (text.standardize_review).
+    training = keras_probabilities(run_dir, [with_nul, with_space, "Awful plot"])
+    assert training[0] == pytest.approx(training[1], abs=1e-6)
+    assert abs(training[0] - training[2]) > 1e-3  # the cut review scores differently
+    assert records[0]["probability"] == pytest.approx(training[0], abs=1e-5)
+    # From a file too: one NUL in a line of text is not "binary".
+    reviews = tmp_path / "nul.txt"
+    reviews.write_bytes(with_nul.encode() + b"\n")
+    code, file_records = _main(["--model", str(model_dir), "--file", str(reviews)])
+    assert code == 0 and file_records[0]["tokens"] == records[1]["tokens"]
+
+
+def test_no_nul_reaches_an_older_savedmodel(predictor):
+    # SavedModels exported before standardize_review read NUL as a space cut the review there.
+    sent = []
+    signature = predictor._signature
+
+    def recording(**inputs):
+        sent.extend(next(iter(inputs.values())).numpy().tolist())
+        return signature(**inputs)
+
+    predictor._signature = recording
+    try:
+        predictor(["Awful plot\0 brilliant story"])
+    finally:
+        predictor._signature = signature
+    assert sent == [b"Awful plot  brilliant story"]
+
+
+def _binary_inputs(tmp_path):
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_text(f"{POSITIVE}\n{NEGATIVE}\n", encoding="utf-16")  # with its byte order mark
+    utf16_no_bom = tmp_path / "utf16le.txt"
+    utf16_no_bom.write_text(f"{POSITIVE}\n{NEGATIVE}\n", encoding="utf-16-le")
+    controls = tmp_path / "controls.txt"
+    controls.write_bytes(bytes(range(1, 32)) * 4 + POSITIVE.encode())
+    return {
+        "program": sys.executable,  # an executable: NUL bytes and invalid UTF-8
+        "utf16": utf16,
+        "utf16_no_bom": utf16_no_bom,
+        "controls": controls,
+    }
+
+
+@pytest.mark.parametrize("kind", ["program", "utf16", "utf16_no_bom", "controls"])
+def test_binary_input_is_refused_naming_the_file(exported, tmp_path, capsys, kind):
+    path = str(_binary_inputs(tmp_path)[kind])
+    assert _main(["--model", str(exported[1]), POSITIVE, "--file", path]) == (2, [])
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {path} is not text (")
+    assert error.rstrip().endswith("expected UTF-8 text, one review per line")
+    assert len(error.strip().splitlines()) == 1
+    # On standard input the same.
+    data = Path(path).read_bytes()
+    assert _main(["--model", str(exported[1])], stdin=_stdin(data)) == (2, [])
+    assert capsys.readouterr().err.startswith("error: <stdin> is not text (")
+
+
+def test_latin1_text_is_still_predicted(exported, tmp_path, capsys):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(
+        "Café scenes: a wonderful film, the actors were brilliant.\n".encode("latin-1")
+    )
+    code, records = _main(["--model", str(exported[1]), "--file", str(path)])
+    assert code == 0 and records[0]["text"].startswith("Caf\ufffd scenes")
+    assert "invalid UTF-8" in capsys.readouterr().err
+
+
+def test_bad_entries_of_a_directory_get_error_lines_the_rest_predictions(exported, tmp_path):
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    (folder / "0_9.txt").write_text(POSITIVE)
+    (folder / "1_1.txt").mkdir()  # a folder named like a review
+    (folder / "2_1.txt").symlink_to(tmp_path / "gone.txt")  # a dangling link
+    (folder / "3_1.txt").write_text(NEGATIVE, encoding="utf-16")
+    (folder / "4_2.txt").write_text(NEGATIVE)
+    code, records = _main(["--model", str(exported[1]), "--file", str(folder)])
+    assert code == 1
+    assert [record["source"] for record in records] == [
+        str(folder / f"{name}.txt") for name in ("0_9", "1_1", "2_1", "3_1", "4_2")
+    ]
+    assert [("error" in record) for record in records] == [False, True, True, True, False]
+    assert records[1]["error"].startswith(f"cannot read {folder / '1_1.txt'}: ")
+    assert records[2]["error"].startswith(f"cannot read {folder / '2_1.txt'}: ")
+    assert records[3]["error"].startswith("not text (it starts with a UTF-16")
+    assert records[3]["error"].endswith("expected UTF-8 text, one review per file")
+    expected = keras_probabilities(exported[0], [POSITIVE, NEGATIVE])
+    assert [records[0]["probability"], records[4]["probability"]] == pytest.approx(
+        expected, abs=1e-5
+    )
+
+
+def test_folder_of_review_folders_is_refused_naming_them(exported, tiny_imdb, capsys):
+    split = tiny_imdb / "test"  # pos/, neg/ and the movie lists urls_pos.txt, urls_neg.txt
+    assert sorted(path.name for path in split.glob("*.txt")) == ["urls_neg.txt", "urls_pos.txt"]
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--model", str(exported[1]), "--file", str(split)], stdin=_stdin())
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"--file {split} holds no .txt reviews itself" in error
+    assert f"--file {split / 'neg'} --file {split / 'pos'}" in error
+    # The suggested command predicts every review and nothing else.
+    code, records = _main(
+        ["--model", str(exported[1]), "--file", str(split / "neg"), "--file", str(split / "pos")]
+    )
+    assert code == 0 and len(records) == len(list(split.glob("*/*.txt")))
+    assert not any("urls_" in record["source"] for record in records)
+
+
+def test_empty_input_gets_an_error_line_like_an_empty_review(exported, tmp_path):
+    model = str(exported[1])
+    code, records = _main(["--model", model])  # an empty pipe
+    assert code == 1 and records == [
+        {
+            "text": "",
+            "error": "no reviews in <stdin>: it is empty or only blank lines",
+            "source": "<stdin>",
+        }
+    ]
+    assert _main(["--model", model, ""])[0] == 1  # the same exit code as an empty argument
+    empty, blank = tmp_path / "empty.txt", tmp_path / "blank.txt"
+    empty.write_bytes(b"")
+    blank.write_bytes(b"\n  \r\n\t\n")
+    code, records = _main(["--model", model, POSITIVE, "--file", str(empty), "--file", str(blank)])
+    assert code == 1
+    assert "probability" in records[0]
+    assert [(record["source"], record["error"]) for record in records[1:]] == [
+        (str(path), f"no reviews in {path}: it is empty or only blank lines")
+        for path in (empty, blank)
+    ]
+
+
+def test_closed_standard_streams_exit_2(exported, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", None)  # what Python makes of a closed descriptor 0
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--model", str(exported[1]), "-"], stdout=io.StringIO())
+    assert exit_info.value.code == 2
+    assert "'-' reads standard input, but it is closed" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdout", None)
+    assert predict.main(["--model", str(exported[1]), POSITIVE], stdin=_stdin()) == 2
+    assert capsys.readouterr().err.startswith("error: standard output is closed")
+
+
 def test_help_and_docstring_document_exit_codes():
     text = predict.build_parser().format_help()
     for code in (
         "0  every review got a prediction",
         "1  some reviews got an error line",
-        "2  usage error",
+        "output failed (disk full)",
+        "2  usage error, input that is not UTF-8 text",
+        "closed standard",
     ):
         assert code in text and code in predict.__doc__
+    assert "an empty file or standard\ninput" in text
+
+
+# This checkout's code first: an editable install may point at another checkout.
+CLI_ENV = {
+    **os.environ,
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "PYTHONPATH": os.pathsep.join(
+        [str(Path(predict.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+    ),
+}
 
 
 def _cli(args, cwd, input=None):
@@ -241,7 +407,7 @@ def _cli(args, cwd, input=None):
         input=input,
         capture_output=True,
         timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        env=CLI_ENV,
     )
 
 
@@ -260,3 +426,33 @@ def test_command_line_pipe_and_corrupt_model(exported, tmp_path):
     result = _cli(["--model", str(broken), "Great movie"], tmp_path)
     assert result.returncode == 2 and result.stdout == b""
     assert b"cannot load the SavedModel" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_command_line_closed_streams_and_full_disk(exported, tmp_path):
+    """The real thing: descriptors closed by the shell, and standard output on /dev/full."""
+    model = str(exported[1])
+    script = f'exec "$0" -m lstm_reviews.predict --model {model} "$@"'
+
+    def shell(redirect, *args):
+        return subprocess.run(
+            ["sh", "-c", f"{script} {redirect}", sys.executable, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=300,
+            env=CLI_ENV,
+        )
+
+    for redirect, args, code, message in (
+        ("<&-", ["-"], 2, b"error: '-' reads standard input, but it is closed"),
+        (">&-", [POSITIVE], 2, b"error: standard output is closed"),
+        (
+            ">/dev/full",
+            [POSITIVE],
+            1,
+            b"error: cannot write to standard output: No space left on device",
+        ),
+    ):
+        result = shell(redirect, *args)
+        assert result.returncode == code, (redirect, result.stderr.decode()[-3000:])
+        assert message in result.stderr, result.stderr.decode()[-3000:]
+        assert b"Traceback" not in result.stderr and b"Exception ignored" not in result.stderr
