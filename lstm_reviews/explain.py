@@ -5,8 +5,10 @@
     python -m lstm_reviews.explain --model runs/imdb_lstm --words --limit 2000 --json words.json
 
 The command line only: the maths is in lstm_reviews.inspection and lstm_reviews.ledger (each
-token's share of the logit), the pictures and tables in lstm_reviews.render. Exit codes: 0
-done, 2 a usage error or an unusable run directory, 130 interrupted.
+token's share of the logit), the pictures and tables in lstm_reviews.render. --plot, --html
+and --json are checked before the work: a folder, a missing or unwritable folder, or a name
+without .png/.html/.json is refused. Exit codes: 0 done, 1 a write failed (disk full), 2 a
+usage error or an unusable run directory, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -165,18 +168,28 @@ def _words_command(run: Run, inspector: inspection.Inspector, args) -> dict:
 
 def _check_output_paths(parser, args) -> None:
     """Output paths are checked before the work, so a long report is never lost to a typo."""
-    for flag, path, suffix in (
+    for flag, name, suffix in (
         ("--plot", args.plot, ".png"),
         ("--html", args.html, ".html"),
         ("--json", args.json, ".json"),
     ):
-        if path is None:
+        if name is None:
             continue
-        path = Path(path)
+        path = Path(name)  # drops a trailing slash: look at the name as typed first
+        if name.endswith(("/", os.sep)) or path.is_dir():
+            parser.error(f"{flag} {name}: is a folder; expected a file name ending in {suffix}")
+        # Path(".png").suffix is "": "DIR/.png" is refused here too, as a name without a stem.
         if path.suffix.lower() != suffix:
-            parser.error(f"{flag} {path}: expected a file name ending in {suffix}")
-        if not path.parent.is_dir():
-            parser.error(f"{flag} {path}: the folder {path.parent} does not exist")
+            parser.error(f"{flag} {name}: expected a file name ending in {suffix}")
+        folder = path.parent
+        if not folder.is_dir():
+            problem = "is not a folder" if folder.exists() else "does not exist"
+            parser.error(f"{flag} {name}: the folder {folder} {problem}")
+        # --html and --json write a temporary file in the folder and rename it over the file.
+        if not os.access(folder, os.W_OK | os.X_OK):
+            parser.error(f"{flag} {name}: the folder {folder} is not writable")
+        if path.exists() and not os.access(path, os.W_OK):
+            parser.error(f"{flag} {name}: the file exists and is not writable")
 
 
 def main(argv=None) -> int:

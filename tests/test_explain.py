@@ -4,6 +4,7 @@ word counts, the pictures, the CLI."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -354,3 +355,50 @@ def test_cli_bad_input_exits_2_with_message(bi_run, tmp_path, capsys, argv, mess
         code = exit_info.code
     assert code == 2
     assert message.format(**paths) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flag, name, message",
+    [
+        (
+            "--plot",
+            "{tmp}/no_such_folder/ledger.png",
+            "the folder {tmp}/no_such_folder does not exist",
+        ),
+        ("--plot", "{tmp}/a_file.txt/ledger.png", "the folder {tmp}/a_file.txt is not a folder"),
+        ("--plot", "{tmp}/out/", "is a folder; expected a file name ending in .png"),
+        ("--plot", "{tmp}/taken.png", "is a folder; expected a file name ending in .png"),
+        ("--plot", "{tmp}/out/.png", "expected a file name ending in .png"),  # no name, a suffix
+        ("--plot", "{tmp}/ledger", "expected a file name ending in .png"),
+        ("--plot", "", "is a folder; expected a file name ending in .png"),
+        ("--html", "{tmp}/ledger.htm", "expected a file name ending in .html"),
+        ("--json", "{tmp}/words.txt", "expected a file name ending in .json"),
+        ("--json", "{tmp}/locked/words.json", "the folder {tmp}/locked is not writable"),
+        ("--html", "{tmp}/read_only.html", "the file exists and is not writable"),
+    ],
+)
+def test_cli_bad_output_path_refused_before_the_work(
+    tmp_path, capsys, monkeypatch, flag, name, message
+):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "taken.png").mkdir()
+    (tmp_path / "a_file.txt").write_text("a file, not a folder")
+    (tmp_path / "locked").mkdir(mode=0o555)
+    (tmp_path / "read_only.html").write_text("kept")
+    (tmp_path / "read_only.html").chmod(0o444)
+    # Root may write anywhere, so os.access says what a user's permissions say.
+    refused = {tmp_path / "locked", tmp_path / "read_only.html"}
+    access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: Path(path) not in refused and access(path, mode)
+    )
+    name = name.format(tmp=tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    # A missing run directory: were the paths checked after loading it, this would be the error.
+    with pytest.raises(SystemExit) as exit_info:
+        explain.main(["--model", str(tmp_path / "no_such_run"), "a wonderful film", flag, name])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"error: {flag} {name}: {message.format(tmp=tmp_path)}" in error
+    assert "no_such_run" not in error
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
