@@ -313,7 +313,7 @@ def train_and_evaluate(
     clock = TrainingClock()
     all_callbacks = make_callbacks(config, run_dir, history_rows, backup_every_batches)
     all_callbacks += [clock, *callbacks]
-    model.fit(
+    fitted = model.fit(
         train_batches,
         validation_data=validation_batches,
         epochs=config.epochs,
@@ -321,6 +321,12 @@ def train_and_evaluate(
         verbose=1,
         shuffle=False,
     )  # the batches come shuffled (and bucketed) from the batches module
+    if not np.all(np.isfinite(fitted.history.get("loss", []))):  # TerminateOnNaN stopped it
+        raise RuntimeError(
+            f"sentiment training stopped on a NaN loss in epoch {fitted.epoch[-1] + 1}: no "
+            f"metrics.json written; train again in a new --output-dir, e.g. with a lower "
+            f"--learning-rate"
+        )
 
     history = run_dir.read_history()
     if not (run_dir / MODEL).exists():

@@ -221,6 +221,57 @@ def test_existing_run_dir_without_resume_exits_2(tiny_imdb, tmp_path, capsys):
     assert (run_dir / "model.keras").read_text() == "an earlier run's model"  # untouched
 
 
+def test_output_dir_that_is_a_file_exits_2(tiny_imdb, tmp_path, capsys):
+    (tmp_path / "run").write_text("not a folder")
+    assert train.main(tiny_argv(tiny_imdb, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"error: --output-dir {tmp_path / 'run'} is a file; expected a directory for the run\n"
+    )
+    assert (tmp_path / "run").read_text() == "not a folder"  # untouched
+
+
+def test_resume_with_damaged_backup_metadata_exits_2_naming_it(tiny_imdb, tmp_path, capsys):
+    argv = tiny_argv(tiny_imdb, tmp_path, "--resume")
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.path.mkdir()
+    run_dir.write_config(config_from_args(argv))
+    run_dir.backup.mkdir()
+    metadata = run_dir.backup / "training_metadata.json"
+    metadata.write_text('{"epoch": 1, "ba')  # cut short by a crash
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {metadata}: unreadable backup metadata (")
+    assert f"delete {run_dir.backup} to restart" in err and len(err.splitlines()) == 1
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Sets the logit layer's weights to NaN before one batch: that batch's loss is NaN."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch, self.current = epoch, -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.current == self.epoch and batch == 1:
+            for weight in self.model.get_layer("logit").weights:
+                weight.assign(np.full(weight.shape, np.nan, "float32"))
+
+
+def test_nan_loss_fails_the_run_without_metrics(tiny_imdb, tmp_path):
+    config = config_from_args(tiny_argv(tiny_imdb, tmp_path, "--epochs", "3", "--patience", "5"))
+    with pytest.raises(RuntimeError, match="stopped on a NaN loss in epoch 2: no metrics.json"):
+        train.train_and_evaluate(config, callbacks=[PoisonWeights(epoch=1)])
+    run_dir = tmp_path / "run"
+    assert not (run_dir / "metrics.json").exists()  # nothing claims success
+    assert history_epochs(run_dir)[0] == 0  # the good first epoch is kept
+    assert 3 not in [epoch + 1 for epoch in history_epochs(run_dir)]  # training stopped
+
+
 def test_bad_option_value_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--units", "0", "--output-dir", str(tmp_path / "run")])
