@@ -170,7 +170,15 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
     staging = out_dir / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     try:
-        archive.write_out(str(staging), verbose=False)
+        # TensorFlow logs "Assets written to: <the hidden staging path>" at INFO: a path that
+        # is renamed a moment later only misleads; the published version is printed instead.
+        tf_logger = tf.get_logger()
+        level = tf_logger.level
+        tf_logger.setLevel("WARNING")
+        try:
+            archive.write_out(str(staging), verbose=False)
+        finally:
+            tf_logger.setLevel(level)
         extra = staging / "assets.extra"  # TF Serving's place for files beside the model
         extra.mkdir()
         (extra / "export.json").write_text(

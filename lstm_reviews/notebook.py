@@ -13,6 +13,7 @@ the repository root (all git-ignored), or under $LSTM_REVIEWS_WORK_DIR when set.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
@@ -37,6 +38,12 @@ class Setup:
 
 
 def setup() -> Setup:
+    # Keras' "N calls triggered tf.function retracing" warnings are expected when reviews of
+    # many lengths are inspected one batch at a time; in a walkthrough they only bury the point.
+    # TensorFlow sets its logger's level as it is imported, so import it first.
+    import tensorflow as tf
+
+    tf.get_logger().setLevel(logging.ERROR)
     small = os.environ.get("LSTM_REVIEWS_SMALL") == "1"
     work_dir = Path(os.environ.get("LSTM_REVIEWS_WORK_DIR", "..")).resolve()
     run_dir = work_dir / "runs" / "notebook_imdb"

@@ -68,16 +68,17 @@ def format_trace(tokens: list, trace: dict, led: dict | None = None) -> str:
 def plot_trace(tokens: list, trace: dict, path, title: str = "") -> None:
     """Writes a PNG heatmap: one row per token; columns: the three gates (mean over units,
     0..1), the cell-state change ‖c_t − c_{t−1}‖ and the running P(positive)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
+    # A bare Figure draws and saves without pyplot: the caller's backend (a notebook's inline
+    # one, say) is left as it was, and no display is needed.
+    from matplotlib.figure import Figure
 
     rows = len(tokens)
     height = max(2.5, 0.22 * rows + 1.5)
-    figure, axes = plt.subplots(
-        1, 3, figsize=(7.5, height), sharey=True, gridspec_kw={"width_ratios": [3, 1, 1]}
+    figure = Figure()
+    axes = figure.subplots(
+        1, 3, sharey=True, gridspec_kw={"width_ratios": [3, 1, 1]}
     )
+    figure.set_size_inches(7.5, height)
     gates = np.stack([trace[f"{gate}_mean"] for gate in GATES], axis=1)
     columns = [
         (gates, ["input", "forget", "output"], "viridis", 0.0, 1.0, "gate (mean over units)"),
@@ -102,7 +103,6 @@ def plot_trace(tokens: list, trace: dict, path, title: str = "") -> None:
         figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def _colour(value: float, low=(255, 255, 255), high=(255, 140, 0)) -> str:
@@ -470,23 +470,16 @@ def plot_ledger(tokens: list, led: dict, path, title: str = "", top: int = 12) -
     """
     import matplotlib
 
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
     # Tokens are text, never TeX: "$5" must not start mathtext.
     with matplotlib.rc_context({"text.parse_math": False}):
-        figure = _ledger_figure(tokens, led, title, top)
-        try:
-            figure.savefig(path, dpi=100)
-        finally:
-            plt.close(figure)
+        _ledger_figure(tokens, led, title, top).savefig(path, dpi=100)
 
 
 def _ledger_figure(tokens, led, title, top):
     """plot_ledger's figure."""
     import matplotlib
-    import matplotlib.pyplot as plt
     from matplotlib import colors
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend stays as it was
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextPath
 
@@ -524,7 +517,7 @@ def _ledger_figure(tokens, led, title, top):
         "waterfall": (1.35 if words else 1.1, 0.3 * len(steps) + 0.3),
     }
     total_h = sum(gap + height for gap, height in plan.values()) + 0.65
-    figure = plt.figure(figsize=(width, total_h))
+    figure = Figure(figsize=(width, total_h))
     tops, cursor = {}, total_h
     for name, (gap, height) in plan.items():
         tops[name] = cursor - gap
