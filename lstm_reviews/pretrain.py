@@ -42,7 +42,9 @@ from lstm_reviews.model import READER_LAYERS, reader_layers
 
 BACKUP_EVERY_BATCHES = 200  # a killed pretraining loses at most this many steps
 FIRST_WORD_ID = 2  # 0 is padding, 1 is [UNK]: neither is a word to predict
-_FORMAT = 1
+# 2: the epoch's last batch topped up with empty pieces of weight 0 (the same training up to
+# float rounding, but a new file: a cache holds what this code makes).
+_FORMAT = 2
 
 
 def chunk_reviews(ids: Sequence[np.ndarray], length: int) -> np.ndarray:
@@ -88,10 +90,13 @@ def shift_targets(pieces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class LanguageModelBatches(keras.utils.PyDataset):
     """Batches of pieces for the language model, from numpy alone (any backend).
 
-    Item i: ({"token_ids", "next_ids", "previous_ids"} each <int32>[batch, length],
-    "negative_ids" <int32>[batch, negatives]), zeros <float32>[batch] (Keras wants targets;
-    the model's output is its loss). Shuffled each epoch and the negatives drawn per item,
-    both seeded by (seed, epoch[, item]): the same seed gives the same batches.
+    Item i: ({"token_ids", "next_ids", "previous_ids"} each <int32>[batch_size, length],
+    "negative_ids" <int32>[batch_size, negatives]), zeros <float32>[batch_size] (Keras wants
+    targets; the model's output is its loss), weights <float32>[batch_size]. Every item has
+    the same shapes (one compilation under JAX): the epoch's last, short batch is topped up
+    with empty pieces (all ids 0) of weight 0, which the loss leaves out. Shuffled each epoch
+    and the negatives drawn per item, both seeded by (seed, epoch[, item]): the same seed
+    gives the same batches.
     """
 
     def __init__(
@@ -117,7 +122,8 @@ class LanguageModelBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows = self._order[index * self._batch_size : (index + 1) * self._batch_size]
-        pieces = self._pieces[rows]
+        missing = self._batch_size - len(rows)
+        pieces = np.pad(self._pieces[rows], [(0, missing), (0, 0)])
         following, preceding = shift_targets(pieces)
         rng = np.random.default_rng([self._seed, self._epoch, index])
         negatives = rng.choice(
@@ -127,9 +133,10 @@ class LanguageModelBatches(keras.utils.PyDataset):
             "token_ids": pieces,
             "next_ids": following,
             "previous_ids": preceding,
-            "negative_ids": negatives,
+            "negative_ids": np.pad(negatives, [(0, missing), (0, 0)]),
         }
-        return inputs, np.zeros(len(rows), np.float32)
+        weights = np.pad(np.ones(len(rows), np.float32), (0, missing))
+        return inputs, np.zeros(self._batch_size, np.float32), weights
 
     def on_epoch_end(self) -> None:
         self._epoch += 1
@@ -162,15 +169,23 @@ class SampledWordLoss(keras.layers.Layer):
         return (queries_shape[0],)
 
 
-def _model_output_is_the_loss(unused_targets, piece_losses):
-    return piece_losses
+class ModelOutputIsTheLoss(keras.losses.Loss):
+    """The model's output, each piece's loss, averaged over the pieces of weight 1: the
+    empty pieces that top up a short batch count for nothing."""
+
+    def __init__(self, **kwargs):
+        super().__init__(reduction="mean_with_sample_weight", **kwargs)
+
+    def call(self, unused_targets, piece_losses):
+        return piece_losses
 
 
 def build_language_model(config, vocab_size: int) -> keras.Model:
     """The pretraining model around the classifier's reader layers (model.reader_layers).
 
     Inputs as LanguageModelBatches yields them; output <float32>[batch]: each piece's loss,
-    forward and backward summed. Compiled with Adam; loss = that output's mean.
+    forward and backward summed. Compiled with Adam; loss = that output's mean over the
+    pieces of weight 1 (ModelOutputIsTheLoss).
     """
     embedding, rnn = reader_layers(config, vocab_size)
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -202,7 +217,7 @@ def _compile(model: keras.Model, config, steps: int) -> None:
         config.lm_learning_rate, decay_steps=max(steps, 1), alpha=0.1
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss=_model_output_is_the_loss
+        optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss=ModelOutputIsTheLoss()
     )
 
 

@@ -87,18 +87,55 @@ def test_batches_are_seeded_and_shaped():
     probabilities = pretrain.sampling_probabilities(pieces, 50, power=0.75)
     first = pretrain.LanguageModelBatches(pieces, probabilities, batch_size=4, seed=7, negatives=64)
     again = pretrain.LanguageModelBatches(pieces, probabilities, batch_size=4, seed=7, negatives=64)
+    assert len(pieces) % 4 == 1  # the last batch is short: 1 piece and 3 padding pieces
     assert len(first) == -(-len(pieces) // 4)
-    inputs, targets = first[0]
-    same, _ = again[0]
+    inputs, targets, weights = first[0]
+    same, _, _ = again[0]
     for name in ("token_ids", "next_ids", "previous_ids", "negative_ids"):
         np.testing.assert_array_equal(inputs[name], same[name])
     assert inputs["token_ids"].shape == (4, 8) and targets.shape == (4,)
     assert inputs["negative_ids"].shape == (4, 64)
     assert inputs["negative_ids"].min() >= 2 and inputs["negative_ids"].max() < 40
     np.testing.assert_array_equal(inputs["next_ids"][:, :-1], inputs["token_ids"][:, 1:])
-    first.on_epoch_end()
-    reshuffled, _ = first[0]
+    assert weights.tolist() == [1.0] * 4
+    # One shape for every batch; each piece exactly once per epoch, padding pieces weigh 0.
+    for epoch in range(2):
+        seen = []
+        for k in range(len(first)):
+            inputs, targets, weights = first[k]
+            shapes = {name: value.shape for name, value in inputs.items()}
+            assert shapes == {name: value.shape for name, value in same.items()}
+            assert weights.shape == targets.shape == (4,)
+            real = weights == 1.0
+            assert not inputs["token_ids"][~real].any() and set(weights[~real]) <= {0.0}
+            seen += [row.tobytes() for row in inputs["token_ids"][real]]
+        assert sorted(seen) == sorted(piece.tobytes() for piece in pieces), epoch
+        first.on_epoch_end()
+    reshuffled, _, _ = first[0]
     assert not np.array_equal(reshuffled["negative_ids"], same["negative_ids"])
+
+
+def test_padding_pieces_change_neither_the_loss_nor_the_step(tmp_path):
+    # A short batch topped up with empty pieces of weight 0 trains exactly as the short one.
+    config = small_config(tmp_path, lm_batch_size=8)
+    pieces = pretrain.chunk_reviews([np.arange(2, 40)] * 3, 8)[:5]
+    probabilities = pretrain.sampling_probabilities(pieces, 50, power=0.75)
+    inputs, targets, weights = pretrain.LanguageModelBatches(
+        pieces, probabilities, batch_size=8, seed=1, negatives=config.lm_negatives
+    )[0]
+    assert weights.tolist() == [1.0] * 5 + [0.0] * 3
+    results = []
+    for rows, sample_weight in ((slice(0, 8), weights), (slice(0, 5), None)):
+        keras.utils.set_random_seed(3)
+        model = pretrain.build_language_model(config, vocab_size=50)
+        pretrain._compile(model, config, steps=10)
+        part = {name: value[rows] for name, value in inputs.items()}
+        loss = model.train_on_batch(part, targets[rows], sample_weight=sample_weight)
+        results.append((loss, [keras.ops.convert_to_numpy(w) for w in model.weights]))
+    (padded_loss, padded_weights), (short_loss, short_weights) = results
+    assert padded_loss == pytest.approx(short_loss, rel=1e-5)
+    for padded, short in zip(padded_weights, short_weights, strict=True):
+        np.testing.assert_allclose(padded, short, rtol=1e-5, atol=1e-6)
 
 
 def test_pretraining_learns_a_predictable_language(tmp_path):
