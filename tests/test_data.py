@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -376,27 +375,50 @@ def test_vectorizer_adapts_on_the_given_texts_only_and_round_trips_its_vocabular
     rebuilt = vectorizer_from_vocabulary(vocabulary)
     assert rebuilt.get_vocabulary() == vocabulary
     assert rebuilt(["Good zebra FILM!"]).numpy().tolist() == ids
+    # The docstring's worked example: ties go to the later token.
+    assert build_vectorizer(["b a", "a c"], 4).get_vocabulary() == ["", "[UNK]", "a", "c"]
 
 
-def test_a_model_holding_the_vectorizer_saves_and_loads(tmp_path):
+# Ties in count at the vocabulary's cut, accents, apostrophes, HTML, empty and unknown text.
+TRICKY_TEXTS = [
+    "Naïve naive NAÏVE café cafe Café é e ë",
+    "Don't <br />stop!! It's 'quoted' — really?",
+    "",
+    "   ",
+    "zz yy xx ww vv uu tt ss rr qq",
+    "qq rr ss tt uu vv ww xx yy zz ÿ ÿ",
+    "[UNK] <i>unk</i>",
+]
+
+
+@pytest.mark.parametrize("vocab_size", [12, 25, 1000])
+def test_vectorizer_gives_text_vectorizations_vocabulary_and_ids(tiny_imdb, tmp_path, vocab_size):
+    # Today's token ids, as keras.layers.TextVectorization gave them, must not move.
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the reference, TextVectorization(ragged=True), needs the TensorFlow backend")
     import tensorflow as tf
 
-    vectorizer = vectorizer_from_vocabulary(["", "[UNK]", "don't", "!", "great", "movie"])
-    texts = keras.Input(shape=(1,), dtype="string")
-    model = keras.Model(texts, vectorizer(texts))
-    model.save(tmp_path / "vectorizer.keras")
-    config = json.loads(zipfile_read(tmp_path / "vectorizer.keras", "config.json"))
-    assert "lstm_reviews>standardize_review" in json.dumps(config)
-    loaded = keras.saving.load_model(tmp_path / "vectorizer.keras")
-    batch = tf.constant([["A great movie, DON'T miss it!<br />"]])
-    assert loaded(batch).to_list() == model(batch).to_list() == [[1, 4, 5, 2, 1, 1, 3]]
-
-
-def zipfile_read(path, member) -> str:
-    import zipfile
-
-    with zipfile.ZipFile(path) as archive:
-        return archive.read(member).decode()
+    texts = load_imdb(_config(tiny_imdb, tmp_path)).train.texts + TRICKY_TEXTS
+    reference = keras.layers.TextVectorization(
+        max_tokens=vocab_size,
+        standardize=standardize_review,
+        split="whitespace",
+        output_mode="int",
+        ragged=True,
+    )
+    reference.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(7))
+    ours = build_vectorizer(texts, vocab_size)
+    vocabulary = [str(token) for token in reference.get_vocabulary()]
+    assert ours.get_vocabulary() == vocabulary
+    assert len(vocabulary) == min(vocab_size, len(vocabulary)) and len(vocabulary) > 10
+    unseen = ["Brand-new wörds, never adapted on", "naïve CAFÉ!"]
+    for vectorizer in (ours, vectorizer_from_vocabulary(vocabulary)):
+        got = vectorizer(texts + unseen)
+        assert got.dtype == tf.int64
+        assert got.to_list() == reference(texts + unseen).to_list()
+    assert text.encode(ours, texts) and [ids.tolist() for ids in text.encode(ours, texts)] == [
+        ids for ids in reference(texts).to_list()
+    ]
 
 
 # --------------------------------------------------------------------------- batches
