@@ -5,7 +5,9 @@
 
 For the default Config: per split (train, validation, test) the batches of one epoch, their
 distinct (batch, time) shapes and lengths, and the share of padding (padding rows count as
-padding); the same for the language model's batches over the training split's pieces. With
+padding); the training batches' shapes over all epochs of a run; the same for the language
+model's batches over the training split's pieces. "all_splits_distinct_shapes" counts the
+compilations one run needs: a train step per training shape, a test step per evaluation shape. With
 --compile-shapes N (JAX backend) the default model takes train_on_batch steps on N distinct
 shapes of the first training epoch, each shape twice: jax.monitoring counts the XLA
 compilations, and the first step minus the second is that shape's compilation time.
@@ -27,16 +29,18 @@ from lstm_reviews.tokens import load_token_cache
 
 
 def split_batches(tokens, config):
-    """{split: the batches of one epoch, as a list of items}, as train.py makes them."""
+    """{split: the batches of one epoch, as a list of items}, as train.py makes them (the
+    NumPy path; tf.data makes the same batches, tests/test_data.py checks it)."""
+    boundaries = batches.split_boundaries(tokens.train, config)
     result = {}
-    for name, shuffle in (("train", True), ("validation", False), ("test", False)):
+    for name, train in (("train", True), ("validation", False), ("test", False)):
         made = batches.NumpyBatches(
             getattr(tokens, name),
-            config.batch_size,
+            config.batch_size if train else config.eval_batch_size,
             config.max_length,
-            shuffle=shuffle,
+            shuffle=train,
             seed=config.seed,
-            bucket=config.bucket_by_length,
+            boundaries=boundaries,
         )
         result[name] = [made[k] for k in range(len(made))]
     return result
@@ -45,7 +49,12 @@ def split_batches(tokens, config):
 def train_shapes_over_epochs(tokens, config) -> int:
     """Distinct shapes of the training batches over all config.epochs epochs of a run."""
     made = batches.NumpyBatches(
-        tokens.train, config.batch_size, config.max_length, shuffle=True, seed=config.seed
+        tokens.train,
+        config.batch_size,
+        config.max_length,
+        shuffle=True,
+        seed=config.seed,
+        boundaries=batches.split_boundaries(tokens.train, config),
     )
     shapes = set()
     for _ in range(config.epochs):

@@ -17,6 +17,7 @@ import json
 from lstm_reviews.errors import UserError
 
 POOLING_MODES = ("max", "max_mean")
+PRECISIONS = ("off", "float16", "bfloat16")
 SOURCES = ("aclimdb", "tfds")
 # Caches a field can feed (lstm_reviews.cache): a change of the field makes a new file.
 TOKENS, VECTORS, LANGUAGE_MODEL = "tokens", "vectors", "language_model"
@@ -135,7 +136,12 @@ class Config:
     )
     # --- training ---
     # ~360 steps per epoch, 0.3 s each on 2 CPU cores.
-    batch_size: int = _field(64, "reviews per batch")
+    batch_size: int = _field(64, "reviews per training batch")
+    # As the training batches: no more memory. The results do not depend on it (padding
+    # rows weigh 0), so a resumed run may change it.
+    eval_batch_size: int = _field(
+        64, "reviews per validation and test batch (no effect on the results)", resumable=True
+    )
     # Validation accuracy peaks by epoch 3-4; the learning rate decays over these.
     epochs: int = _field(4, "maximum number of epochs", resumable=True)
     # Epochs without validation improvement before stopping.
@@ -151,8 +157,15 @@ class Config:
     )
     # Batches of similar length: far less padding to compute.
     bucket_by_length: bool = _field(True, "batch reviews of similar length together")
-    # float16 compute: for GPUs.
-    mixed_precision: bool = _field(False, "compute in float16 (for GPUs)")
+    # For GPUs: float16 (with loss scaling) or bfloat16 (H100, TPU; no loss scaling needed)
+    # compute, float32 weights; the logit stays float32. A CPU gains nothing from either.
+    # Old config.json files hold a bool: true meant float16.
+    mixed_precision: str = _field(
+        "off",
+        "mixed-precision compute: 'off' (float32), 'float16' or 'bfloat16' (for GPUs); "
+        "weights and the logit stay float32",
+        choices=PRECISIONS,
+    )
     # Weights, shuffling and the validation split all follow it.
     seed: int = _field(
         1337,
@@ -178,12 +191,17 @@ class Config:
     )
 
     def __post_init__(self):
+        if isinstance(self.mixed_precision, bool):  # config.json of an older version
+            object.__setattr__(
+                self, "mixed_precision", "float16" if self.mixed_precision else "off"
+            )
         positive = (
             "vocab_size",
             "max_length",
             "embedding_dim",
             "units",
             "batch_size",
+            "eval_batch_size",
             "epochs",
             "vectors_window",
             "lm_chunk_length",

@@ -15,7 +15,13 @@ import pytest
 from conftest import write_tiny_imdb
 
 from lstm_reviews import imdb, text
-from lstm_reviews.batches import NumpyBatches, make_dataset, padding_share
+from lstm_reviews.batches import (
+    NumpyBatches,
+    bucket_boundaries,
+    by_length,
+    make_dataset,
+    padding_share,
+)
 from lstm_reviews.config import Config
 from lstm_reviews.errors import UserError
 from lstm_reviews.imdb import (
@@ -441,10 +447,18 @@ def test_keep_last_tokens_keeps_the_end():
 def _batches(split, bucket, make, **kwargs):
     if make == "tf":
         return [
-            (x.numpy(), y.numpy()) for x, y in make_dataset(split, 8, 30, bucket=bucket, **kwargs)
+            tuple(part.numpy() for part in batch)
+            for batch in make_dataset(split, 8, 30, bucket=bucket, **kwargs)
         ]
     batches = NumpyBatches(split, 8, 30, bucket=bucket, **kwargs)
     return [batches[i] for i in range(len(batches))]
+
+
+def test_bucket_boundaries_worked_example():
+    assert bucket_boundaries(np.array([3, 5, 9, 40]), 40, num_buckets=2) == [8, 41]
+    # Never a bucket padded to 0 steps; the last bound always above max_length.
+    assert bucket_boundaries(np.array([0, 0, 0, 1]), 5, num_buckets=4) == [2, 6]
+    assert bucket_boundaries(np.array([], int), 5) == [6]
 
 
 @pytest.mark.parametrize("make", ["tf", "numpy"])
@@ -456,13 +470,18 @@ def test_batches_are_right_padded_truncated_at_the_front_and_bucketing_cuts_padd
     }
     batches = _batches(split, True, make, shuffle=True, seed=4)
     seen = 0
-    for ids, labels in batches:
-        assert ids.dtype == np.int32 and labels.dtype == np.float32 and ids.shape[1] <= 30
-        for row, label in zip(ids, labels):
+    for ids, labels, weights in batches:
+        assert ids.dtype == np.int32 and labels.dtype == weights.dtype == np.float32
+        assert ids.shape[0] == labels.shape[0] == weights.shape[0] == 8 and ids.shape[1] <= 30
+        for row, label, weight in zip(ids, labels, weights):
+            if weight == 0:  # a padding row: nothing in it
+                assert not row.any() and label == 0
+                continue
             kept = row[row != 0]
             assert (row[len(kept) :] == 0).all()  # padding only at the right
             original, original_label = by_content[tuple(kept.tolist())]
             assert kept.tolist() == original[-30:].tolist() and label == original_label
+            assert weight == 1
             seen += 1
     assert seen == 200
     assert padding_share(batches) < 0.5 * padding_share(_batches(split, False, make))
@@ -476,9 +495,96 @@ def test_numpy_batches_equal_the_tf_data_batches():
         assert len(tf_batches) == len(np_batches)
 
         def as_set(batches):
-            return sorted((x.tobytes(), x.shape, y.tobytes()) for x, y in batches)
+            return sorted(
+                tuple((part.tobytes(), part.shape) for part in batch) for batch in batches
+            )
 
         assert as_set(tf_batches) == as_set(np_batches)
+
+
+def _distinct_reviews(lengths, seed=0) -> TokenSplit:
+    """Reviews told apart by their last token, 100 + their index (cut keeps the end)."""
+    split = _token_split(lengths, seed)
+    for k, ids in enumerate(split.ids):
+        if len(ids):
+            ids[-1] = 100 + k
+    return split
+
+
+def _epoch(batches, make):
+    """One epoch of (ids, labels, weights) as numpy; NumpyBatches then moves to the next."""
+    if make == "tf":
+        return [tuple(part.numpy() for part in batch) for batch in batches]
+    items = [batches[i] for i in range(len(batches))]
+    batches.on_epoch_end()
+    return items
+
+
+@pytest.mark.parametrize("make", ["tf", "numpy"])
+def test_every_review_once_per_epoch_in_one_shape_per_bucket(make):
+    rng = np.random.default_rng(5)
+    splits = {
+        name: _distinct_reviews(rng.integers(1, 90, size=size), seed)
+        for seed, (name, size) in enumerate((("train", 300), ("validation", 70), ("test", 130)))
+    }
+    max_length, batch_size, eval_batch_size = 64, 16, 24
+    boundaries = bucket_boundaries(
+        np.minimum([len(ids) for ids in splits["train"].ids], max_length), max_length, 6
+    )
+    assert boundaries[-1] == max_length + 1 and len(boundaries) >= 5
+    shapes = set()
+    for name, split in splits.items():
+        train = name == "train"
+        size = batch_size if train else eval_batch_size
+        kwargs = dict(shuffle=train, seed=3, boundaries=boundaries)
+        if make == "tf":
+            batches = make_dataset(split, size, max_length, **kwargs)
+        else:
+            batches = NumpyBatches(split, size, max_length, **kwargs)
+        epochs = [_epoch(batches, make) for _ in range(2 if train else 1)]
+        for items in epochs:
+            seen = []
+            for ids, _, weights in items:
+                assert ids.shape[0] == size and ids.shape[1] + 1 in boundaries
+                shapes.add((train, ids.shape))
+                for row, weight in zip(ids, weights):
+                    kept = row[row != 0]
+                    if weight == 0:
+                        assert not kept.size
+                        continue
+                    # The shortest bucket that holds the review: its bound - 1 is the length.
+                    assert ids.shape[1] + 1 == next(b for b in boundaries if b > len(kept))
+                    seen.append(int(kept[-1]) - 100)
+            assert sorted(seen) == list(range(len(split))), name  # each review exactly once
+        if train:  # reshuffled, yet of the same shapes
+            assert [x.tobytes() for x, _, _ in epochs[0]] != [x.tobytes() for x, _, _ in epochs[1]]
+            assert sorted(x.shape for x, _, _ in epochs[0]) == sorted(
+                x.shape for x, _, _ in epochs[1]
+            )
+    # One shape per bucket and batch size: at most 2 x buckets for train + evaluation.
+    assert len(shapes) <= 2 * len(boundaries)
+    assert {shape for train, shape in shapes if train} <= {(batch_size, b - 1) for b in boundaries}
+
+
+def test_prediction_batches_by_length_have_a_bounded_number_of_shapes():
+    reviews = [np.arange(2, 5), np.arange(2, 22), np.arange(2, 7), np.zeros(0, np.int32)]
+    worked = [(ids.shape, rows) for ids, rows in by_length(reviews, 2)]
+    assert worked == [((2, 16), [0, 2]), ((1, 32), [1])]  # the docstring's example
+    lengths = np.random.default_rng(3).integers(1, 601, size=900)
+    reviews = [np.full(n, 7, np.int32) for n in lengths]
+    seen, shapes = [], set()
+    for ids, rows in by_length(reviews, 64):
+        shapes.add(ids.shape)
+        assert ids.shape[1] % 16 == 0 and (ids != 0).sum(axis=1).tolist() == lengths[rows].tolist()
+        seen += rows
+    assert sorted(seen) == list(range(900))
+    assert len(shapes) <= 600 // 16 + 1 + 1  # 38 lengths, and the last, short batch
+
+
+def test_boundaries_must_cover_max_length():
+    split = _token_split([3, 5])
+    with pytest.raises(ValueError, match="above max_length 10"):
+        NumpyBatches(split, 4, 10, boundaries=[4, 10])
 
 
 def test_numpy_batches_reshuffle_each_epoch_with_a_fixed_length():
@@ -556,7 +662,7 @@ from lstm_reviews.batches import NumpyBatches
 from lstm_reviews.tokens import load_token_cache
 tokens = load_token_cache({str(token_cache_path(config))!r})
 batches = NumpyBatches(tokens.train, 16, 40, shuffle=True, seed=0)
-ids, labels = batches[0]
+ids, labels, weights = batches[0]
 print(len(tokens.train), len(tokens.test), len(tokens.vocabulary), ids.dtype, labels.dtype,
       "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
 """
