@@ -33,11 +33,13 @@ def _field(default, help: str, *, choices=None, resumable=False, feeds=()):
 @dataclasses.dataclass(frozen=True)
 class Config:
     # --- data ---
-    # None: $LSTM_REVIEWS_DATA, Keras' cache, then download.
+    # None: $LSTM_REVIEWS_DATA, Keras' cache, then download. A token cache: a machine without
+    # TensorFlow or the reviews trains from the caches made where they are.
     data: str | None = _field(
         None,
         "path to an aclImdb directory or aclImdb_v1.tar.gz (default: $LSTM_REVIEWS_DATA, "
-        "then ~/.keras/datasets, then download)",
+        "then ~/.keras/datasets, then download), or a token cache tokens-<hash>.npz made "
+        "elsewhere, to train from its ids alone (lstm_reviews.gpu_bundle)",
         resumable=True,
         feeds=(TOKENS,),
     )

@@ -35,7 +35,7 @@ from keras import ops
 
 from lstm_reviews import embeddings
 from lstm_reviews import tokens as token_cache
-from lstm_reviews.cache import cached, require_tensorflow, short_hash, write_atomically
+from lstm_reviews.cache import cached, short_hash, write_atomically
 from lstm_reviews.config import LANGUAGE_MODEL, cache_settings
 from lstm_reviews.errors import UserError
 from lstm_reviews.model import READER_LAYERS, reader_layers
@@ -305,14 +305,16 @@ def reader_weights(config, tokens) -> dict:
     """Pretrained {layer name: [weights]} for the classifier's reader layers; cached.
 
     Pretrains on the training split and the unlabeled reviews, starting from the word vectors
-    when config.pretrain_embeddings (TensorFlow needed the first time, to encode the unlabeled
-    reviews); later runs with the same settings load the cache with NumPy alone.
+    when config.pretrain_embeddings (TensorFlow needed unless the unlabeled reviews' ids and
+    the word vectors are cached); later runs with the same settings load the cache with NumPy
+    alone.
     """
     path = Path(config.cache_dir) / f"reader-{short_hash(reader_settings(config, tokens))}.npz"
     backup_dir = path.with_name(path.stem + "-backup")
 
     def build():
-        require_tensorflow("the pretrained language model", path, "--lm-epochs 0")
+        # No TensorFlow needed once the unlabeled ids and word vectors are cached (a GPU
+        # machine with JAX alone): those two say so themselves when it is.
         vectors = (
             embeddings.pretrained_embeddings(config, tokens) if config.pretrain_embeddings else None
         )
