@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -19,7 +20,7 @@ from lstm_reviews.batches import NumpyBatches, make_batches, make_dataset, split
 from lstm_reviews.config import Config, config_from_args
 from lstm_reviews.rundir import RunDir
 from lstm_reviews.text import keep_last_tokens, pad
-from lstm_reviews.tokens import TokenSplit, prepare_tokens
+from lstm_reviews.tokens import TokenSplit, load_token_cache, prepare_tokens
 
 TINY_ARGS = [
     "--vocab-size",
@@ -347,3 +348,44 @@ def test_trains_under_jax_without_tensorflow(tiny_imdb, tmp_path):
     assert metrics["backend"] == "jax"
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["epochs"] == 1
     assert "KERAS_BACKEND=tensorflow python -m lstm_reviews.export" in result.stdout
+
+
+# A cold start under JAX with TensorFlow installed: the text side (token ids, unlabeled ids,
+# word vectors) runs on TensorFlow, the model on JAX.
+COLD_JAX_SCRIPT = """
+import sys
+from lstm_reviews import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_trains_under_jax_from_a_cold_start(tiny_imdb, tmp_path):
+    pytest.importorskip("jax", reason="the JAX backend is not installed")
+    argv = tiny_argv(
+        tiny_imdb, tmp_path, "--epochs", "1", "--lm-epochs", "1", "--eval-batch-size", "8"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", COLD_JAX_SCRIPT, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["backend"] == "jax" and metrics["epochs"] == 1
+    cache = tmp_path / "cache"
+    for kind in ("tokens", "unlabeled", "vectors", "reader"):
+        assert len(list(cache.glob(f"{kind}-*"))) == 1, kind  # each made under JAX
+    # The token ids made under JAX are those made here under the session's backend.
+    (made_under_jax,) = cache.glob("tokens-*.npz")
+    jax_tokens = load_token_cache(made_under_jax)
+    here = prepare_tokens(
+        dataclasses.replace(config_from_args(argv), cache_dir=str(tmp_path / "here"))
+    )
+    assert jax_tokens.vocabulary == here.vocabulary
+    for name in ("train", "validation", "test"):
+        assert [x.tolist() for x in getattr(jax_tokens, name).ids] == [
+            x.tolist() for x in getattr(here, name).ids
+        ]
