@@ -159,8 +159,8 @@ class Config:
     )
     # Batches of similar length: far less padding to compute.
     bucket_by_length: bool = _field(True, "batch reviews of similar length together")
-    # For GPUs: float16 (with loss scaling) or bfloat16 (H100, TPU; no loss scaling needed)
-    # compute, float32 weights; the logit stays float32. A CPU gains nothing from either.
+    # For GPUs (not measured: no GPU was lent): float16 compute with loss scaling, or bfloat16
+    # (H100, TPU) without; the weights and the logit stay float32. Off: what was measured.
     # Old config.json files hold a bool: true meant float16.
     mixed_precision: str = _field(
         "off",
