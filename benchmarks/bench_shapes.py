@@ -3,7 +3,8 @@
     python benchmarks/bench_shapes.py --tokens .cache/lstm_reviews/tokens-<hash>.npz
     KERAS_BACKEND=jax python benchmarks/bench_shapes.py --tokens ... --compile-shapes 3
 
-For the default Config: per split (train, validation, test) the batches of one epoch, their
+For the default Config (--batch-shapes fixed or dynamic to pick one; "auto" resolves by the
+backend, as training does): per split (train, validation, test) the batches of one epoch, their
 distinct (batch, time) shapes and lengths, and the share of padding (padding rows count as
 padding); the training batches' shapes over all epochs of a run; the same for the language
 model's batches over the training split's pieces. "all_splits_distinct_shapes" counts the
@@ -36,11 +37,13 @@ def split_batches(tokens, config):
     for name, train in (("train", True), ("validation", False), ("test", False)):
         made = batches.NumpyBatches(
             getattr(tokens, name),
-            config.batch_size if train else config.eval_batch_size,
+            config.batch_size if train else batches.eval_batch_size(config),
             config.max_length,
             shuffle=train,
             seed=config.seed,
+            bucket=config.bucket_by_length,
             boundaries=boundaries,
+            fixed=batches.fixed_shapes(config),
         )
         result[name] = [made[k] for k in range(len(made))]
     return result
@@ -54,7 +57,9 @@ def train_shapes_over_epochs(tokens, config) -> int:
         config.max_length,
         shuffle=True,
         seed=config.seed,
+        bucket=config.bucket_by_length,
         boundaries=batches.split_boundaries(tokens.train, config),
+        fixed=batches.fixed_shapes(config),
     )
     shapes = set()
     for _ in range(config.epochs):
@@ -80,7 +85,12 @@ def language_model_report(tokens, config) -> dict:
         pieces, len(tokens.vocabulary), config.lm_sampling_power
     )
     made = pretrain.LanguageModelBatches(
-        pieces, probabilities, config.lm_batch_size, config.seed, negatives=config.lm_negatives
+        pieces,
+        probabilities,
+        config.lm_batch_size,
+        config.seed,
+        negatives=config.lm_negatives,
+        fixed=batches.fixed_shapes(config),
     )
     shapes = {
         tuple(tuple(np.shape(value)) for value in made[k][0].values()) for k in range(len(made))
@@ -135,8 +145,11 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--compile-shapes", type=int, default=0, help="time compilations on this many shapes"
     )
+    parser.add_argument(
+        "--batch-shapes", default="auto", choices=("auto", "fixed", "dynamic"), help="as training's"
+    )
     args = parser.parse_args(argv)
-    config = Config()
+    config = Config(batch_shapes=args.batch_shapes)
     tokens = load_token_cache(args.tokens)
     made = split_batches(tokens, config)
     report = {name: shape_report(items) for name, items in made.items()}
@@ -152,6 +165,7 @@ def main(argv=None) -> None:
             made["train"], config, len(tokens.vocabulary), args.compile_shapes
         )
     report["backend"] = keras.backend.backend()
+    report["fixed_shapes"] = batches.fixed_shapes(config)
     print(json.dumps(report, indent=1))
 
 

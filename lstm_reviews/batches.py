@@ -1,5 +1,5 @@
-"""Batches for training and evaluation, of a few fixed shapes:
-(ids <int32>[batch, time], labels <float32>[batch], weights <float32>[batch]).
+"""Batches for training and evaluation: (ids <int32>[batch, time], labels <float32>[batch]),
+and with fixed shapes weights <float32>[batch].
 
 `make_dataset` (tf.data) and `NumpyBatches` (a `keras.utils.PyDataset`, NumPy alone: the
 JAX and PyTorch backends) make the same batches: ids right-padded with 0 (0 is never a
@@ -7,12 +7,16 @@ token; the Embedding's mask_zero masks it). A review longer than max_length keep
 tokens: reviewers tend to close with their verdict ("... 8/10, go see it"), while the
 opening is often plot summary. `make_batches` picks the one for the backend.
 
-Shapes. Reviews go to length buckets (bucket_boundaries: about equally many training reviews
+Shapes (config.batch_shapes, resolved by `fixed_shapes`). Dynamic: reviews of similar length
+share a batch (length buckets of about equally many reviews of the split), each batch is
+padded to its own longest review, and a bucket's last batch is short: the least padding, in
+some 50 shapes an epoch on IMDB, which tf.function's relaxed shapes trace at no cost. Fixed:
+reviews go to length buckets (bucket_boundaries: about equally many training reviews
 in each), and a bucket's batches are padded to the bucket's longest length, not to their own
 longest review; every batch holds exactly batch_size rows, a bucket's last, short batch being
 topped up with padding rows (all ids 0, label 0, weight 0). So an epoch brings one shape per
 bucket, the same every epoch, for training and for evaluation alike: JAX and XLA compile a
-step once per shape, and tf.function traces once per shape. The weights keep the padding
+step once per shape. The weights keep the padding
 rows out of the loss and the metrics (model.compile_model divides the loss by the weights'
 sum), so a padded batch trains and scores its reviews exactly as the unpadded one would.
 """
@@ -33,6 +37,31 @@ LENGTH_MULTIPLE = 16
 # 16 shapes per batch size. On IMDB, 8.5% of the training batches' positions are padding
 # (6.8% when each batch was padded to its own longest review, in 53 shapes an epoch).
 NUM_BUCKETS = 16
+
+
+def fixed_shapes(config) -> bool:
+    """Whether batches have fixed shapes, per config.batch_shapes: "fixed" or "dynamic", and
+    "auto" fixed under the JAX and PyTorch backends (a compilation per shape) but dynamic
+    under TensorFlow (relaxed tracing takes any shape; the least padding)."""
+    if config.batch_shapes == "auto":
+        return keras.backend.backend() != "tensorflow"
+    return config.batch_shapes == "fixed"
+
+
+def eval_batch_size(config) -> int:
+    """Reviews per validation and test batch: config.eval_batch_size, else the training's."""
+    return config.eval_batch_size or config.batch_size
+
+
+def _own_boundaries(lengths: np.ndarray, num_buckets: int = NUM_BUCKETS) -> list:
+    """Dynamic shapes: exclusive upper bounds of buckets of about equally many `lengths`; a
+    review past the last bound goes to one more bucket."""
+    lengths = np.asarray(lengths)
+    if not len(lengths):
+        return [1]
+    quantiles = np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:-1])
+    boundaries = sorted({int(q) + 1 for q in quantiles})
+    return boundaries or [int(lengths.max()) + 1]
 
 
 def bucket_boundaries(lengths: np.ndarray, max_length: int, num_buckets: int = NUM_BUCKETS) -> list:
@@ -78,18 +107,22 @@ def make_dataset(
     seed: int = 0,
     bucket: bool = True,
     boundaries: Sequence[int] | None = None,
+    fixed: bool = True,
 ):
     """tf.data batches: (ids <int32>[batch_size, time], labels <float32>[batch_size],
     weights <float32>[batch_size]), weight 0 for the padding rows that fill a short batch.
 
     time is the bucket's bound - 1 (see the module's docstring). boundaries: the length
     buckets (bucket_boundaries); None: this split's own, or with bucket=False a single
-    bucket, every batch then max_length long.
+    bucket, every batch then max_length long. fixed=False: dynamic shapes, (ids <int32>[batch,
+    time], labels <float32>[batch]), time the batch's longest review, boundaries this split's
+    own, a bucket's last batch short (bucket=False: batches in order).
     """
     import tensorflow as tf
 
     ids, lengths = _truncated(split, max_length)
-    boundaries = _boundaries(lengths, max_length, bucket, boundaries)
+    if fixed:
+        boundaries = _boundaries(lengths, max_length, bucket, boundaries)
     all_ids = tf.constant(flat(ids))
     ends = np.cumsum(lengths)
     labels = split.labels.astype(np.float32)
@@ -99,6 +132,21 @@ def make_dataset(
     dataset = dataset.map(lambda start, end, label: (all_ids[start:end], label))
     if shuffle:
         dataset = dataset.shuffle(max(len(ids), 1), seed=seed, reshuffle_each_iteration=True)
+    if not fixed:
+        if bucket:
+            boundaries = _own_boundaries(lengths)
+            dataset = dataset.bucket_by_sequence_length(
+                element_length_func=lambda ids, label: tf.shape(ids)[0],
+                bucket_boundaries=boundaries,
+                bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+                padded_shapes=([None], []),
+                padding_values=(0, 0.0),
+            )
+        else:
+            dataset = dataset.padded_batch(
+                batch_size, padded_shapes=([None], []), padding_values=(0, 0.0)
+            )
+        return dataset.prefetch(tf.data.AUTOTUNE)
     dataset = dataset.bucket_by_sequence_length(
         element_length_func=lambda ids, label: tf.shape(ids)[0],
         bucket_boundaries=boundaries,
@@ -124,7 +172,9 @@ class NumpyBatches(keras.utils.PyDataset):
     <float32>[batch_size]), as make_dataset gives them. Reviews go to the same length buckets;
     a bucket yields a batch when it holds batch_size reviews, and its leftovers, topped up
     with padding rows, close the epoch. Shuffled anew each epoch when shuffle=True, seeded
-    by (seed, epoch). rows(i) names the reviews of item i.
+    by (seed, epoch). rows(i) names the reviews of item i. fixed=False: make_dataset's
+    dynamic batches, (ids <int32>[batch, time], labels <float32>[batch]), the leftovers
+    short, no padding rows (bucket=False: batches in order).
     """
 
     def __init__(
@@ -136,15 +186,22 @@ class NumpyBatches(keras.utils.PyDataset):
         seed: int = 0,
         bucket: bool = True,
         boundaries: Sequence[int] | None = None,
+        fixed: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self._ids, lengths = _truncated(split, max_length)
         self._labels = np.asarray(split.labels, np.float32)
         self._batch_size, self._shuffle, self._seed = batch_size, shuffle, seed
-        boundaries = _boundaries(lengths, max_length, bucket, boundaries)
-        self._buckets = np.searchsorted(boundaries, lengths, side="right")
-        self._times = np.asarray(boundaries) - 1  # a bucket's padded length
+        self._fixed = fixed
+        if fixed:
+            boundaries = _boundaries(lengths, max_length, bucket, boundaries)
+            self._times = np.asarray(boundaries) - 1  # a bucket's padded length
+        else:
+            boundaries = _own_boundaries(lengths) if bucket else None
+        self._buckets = (
+            None if boundaries is None else np.searchsorted(boundaries, lengths, side="right")
+        )
         self._epoch = 0
         self._batches = self._plan()
 
@@ -155,11 +212,14 @@ class NumpyBatches(keras.utils.PyDataset):
             if self._shuffle
             else np.arange(count)
         )
+        size = self._batch_size
+        if self._buckets is None:
+            return [order[start : start + size] for start in range(0, count, size)]
         batches, pending = [], defaultdict(list)
         for row in order:
             bucket = pending[self._buckets[row]]
             bucket.append(row)
-            if len(bucket) == self._batch_size:
+            if len(bucket) == size:
                 batches.append(np.array(bucket))
                 bucket.clear()
         batches.extend(np.array(rows) for _, rows in sorted(pending.items()) if rows)
@@ -174,6 +234,8 @@ class NumpyBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows = self._batches[index]
+        if not self._fixed:
+            return pad([self._ids[row] for row in rows]), self._labels[rows]
         time = int(self._times[self._buckets[rows[0]]])
         missing = self._batch_size - len(rows)
         ids = np.pad(pad([self._ids[row] for row in rows], length=time), [(0, missing), (0, 0)])
@@ -227,26 +289,33 @@ def uses_tf_data() -> bool:
     return True
 
 
-def split_boundaries(split: TokenSplit, config) -> list:
-    """The length buckets of `split` (the training split's serve every split), per `config`."""
+def split_boundaries(split: TokenSplit, config) -> list | None:
+    """The length buckets of `split` (the training split's serve every split), per `config`;
+    None with dynamic shapes (fixed_shapes), where each split has its own."""
+    if not fixed_shapes(config):
+        return None
     return _boundaries(
         _truncated(split, config.max_length)[1], config.max_length, config.bucket_by_length, None
     )
 
 
-def make_batches(split: TokenSplit, config, boundaries: Sequence[int], train: bool = False):
+def make_batches(split: TokenSplit, config, boundaries: Sequence[int] | None, train: bool = False):
     """Batches of (ids <int32>[batch, time], labels <float32>[batch], weights <float32>[batch])
     for `split`, per `config`: shuffled, of config.batch_size rows, when `train`; else in
-    order, of config.eval_batch_size rows. boundaries: split_boundaries(training split).
+    order, of eval_batch_size(config) rows. boundaries: split_boundaries(training split).
+    With dynamic shapes (fixed_shapes), (ids, labels) batches, boundaries unused.
 
     tf.data under the TensorFlow backend; NumpyBatches otherwise (no TensorFlow needed).
     """
+    fixed = fixed_shapes(config)
     kwargs = dict(
-        batch_size=config.batch_size if train else config.eval_batch_size,
+        batch_size=config.batch_size if train else eval_batch_size(config),
         max_length=config.max_length,
         shuffle=train,
         seed=config.seed,
-        boundaries=boundaries,
+        bucket=config.bucket_by_length,
+        boundaries=boundaries if fixed else None,
+        fixed=fixed,
     )
     return make_dataset(split, **kwargs) if uses_tf_data() else NumpyBatches(split, **kwargs)
 

@@ -58,7 +58,10 @@ def make_bundle(config: Config, language_model: bool = True) -> Path:
     if config.pretrain_embeddings:
         embeddings.pretrained_embeddings(config, token_data)
     if config.lm_epochs and language_model:
-        pretrain.reader_weights(config, token_data)
+        # train.sh trains under JAX, where "auto" batch shapes are fixed: the language model's
+        # batches (and so its cache) as the GPU run would make them.
+        shapes = "fixed" if config.batch_shapes == "auto" else config.batch_shapes
+        pretrain.reader_weights(dataclasses.replace(config, batch_shapes=shapes), token_data)
     token_cache = tokens.token_cache_path(config, token_data.settings)
     command = [
         '"${PYTHON:-python}"',

@@ -19,6 +19,7 @@ import keras
 import ml_dtypes
 from keras import ops
 
+from lstm_reviews.batches import fixed_shapes
 from lstm_reviews.cell import LSTMCell
 from lstm_reviews.config import POOLING_MODES
 
@@ -148,20 +149,30 @@ def cross_entropy(labels, logits):
 def compile_model(model: keras.Model, config, steps_per_epoch: int = 0) -> keras.Model:
     """Adam with gradient clipping, binary cross-entropy on logits, accuracy at logit 0.
 
-    Batches may carry weights <float32>[batch]: 1 for a review, 0 for a padding row
-    (lstm_reviews.batches). The loss is the weighted mean, divided by the weights' sum: a
-    topped-up batch trains its reviews as the short batch alone would. The metrics
-    "accuracy" and "cross_entropy" are weighted means over all reviews of an evaluation.
+    With fixed batch shapes (batches.fixed_shapes), batches carry weights <float32>[batch]: 1
+    for a review, 0 for a padding row (lstm_reviews.batches). The loss is the weighted mean,
+    divided by the weights' sum: a topped-up batch trains its reviews as the short batch alone
+    would. The metrics "accuracy" and "cross_entropy" are weighted means over all reviews of
+    an evaluation. With dynamic shapes, no weights: the plain mean loss and "accuracy".
     """
+    # clipnorm: an LSTM's rare exploding-gradient step would otherwise undo an epoch.
+    optimizer = keras.optimizers.Adam(
+        learning_rate=learning_rate(config, steps_per_epoch), clipnorm=1.0
+    )
+    accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+    if not fixed_shapes(config):
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.BinaryCrossentropy(from_logits=True),
+            metrics=[accuracy],
+        )
+        return model
     model.compile(
-        # clipnorm: an LSTM's rare exploding-gradient step would otherwise undo an epoch.
-        optimizer=keras.optimizers.Adam(
-            learning_rate=learning_rate(config, steps_per_epoch), clipnorm=1.0
-        ),
+        optimizer=optimizer,
         loss=keras.losses.BinaryCrossentropy(from_logits=True, reduction="mean_with_sample_weight"),
         # weighted_metrics: Keras' plain `metrics` ignore the weights, padding rows included.
         weighted_metrics=[
-            keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0),
+            accuracy,
             keras.metrics.MeanMetricWrapper(cross_entropy, name="cross_entropy"),
         ],
     )

@@ -35,6 +35,7 @@ from keras import ops
 
 from lstm_reviews import embeddings
 from lstm_reviews import tokens as token_cache
+from lstm_reviews.batches import fixed_shapes
 from lstm_reviews.cache import cached, short_hash, write_atomically
 from lstm_reviews.config import LANGUAGE_MODEL, cache_settings
 from lstm_reviews.errors import UserError
@@ -42,9 +43,10 @@ from lstm_reviews.model import READER_LAYERS, reader_layers
 
 BACKUP_EVERY_BATCHES = 200  # a killed pretraining loses at most this many steps
 FIRST_WORD_ID = 2  # 0 is padding, 1 is [UNK]: neither is a word to predict
-# 2: the epoch's last batch topped up with empty pieces of weight 0 (the same training up to
-# float rounding, but a new file: a cache holds what this code makes).
-_FORMAT = 2
+# The reader cache's format: 1 with dynamic batch shapes (batches.fixed_shapes), the epoch's
+# last batch short; 2 with fixed shapes, that batch topped up with empty pieces of weight 0
+# (the same training up to float rounding, but a new file: a cache holds what this code makes).
+_FORMAT, _FORMAT_FIXED_SHAPES = 1, 2
 
 
 def chunk_reviews(ids: Sequence[np.ndarray], length: int) -> np.ndarray:
@@ -96,7 +98,8 @@ class LanguageModelBatches(keras.utils.PyDataset):
     the same shapes (one compilation under JAX): the epoch's last, short batch is topped up
     with empty pieces (all ids 0) of weight 0, which the loss leaves out. Shuffled each epoch
     and the negatives drawn per item, both seeded by (seed, epoch[, item]): the same seed
-    gives the same batches.
+    gives the same batches. fixed=False (dynamic shapes): the last batch stays short, and
+    items are (inputs, zeros) without weights.
     """
 
     def __init__(
@@ -106,9 +109,11 @@ class LanguageModelBatches(keras.utils.PyDataset):
         batch_size: int,
         seed: int,
         negatives: int,
+        fixed: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self._fixed = fixed
         self._pieces, self._probabilities = pieces, probabilities
         self._batch_size, self._seed, self._negatives = batch_size, seed, negatives
         self._epoch = 0
@@ -122,7 +127,7 @@ class LanguageModelBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows = self._order[index * self._batch_size : (index + 1) * self._batch_size]
-        missing = self._batch_size - len(rows)
+        missing = self._batch_size - len(rows) if self._fixed else 0
         pieces = np.pad(self._pieces[rows], [(0, missing), (0, 0)])
         following, preceding = shift_targets(pieces)
         rng = np.random.default_rng([self._seed, self._epoch, index])
@@ -135,6 +140,8 @@ class LanguageModelBatches(keras.utils.PyDataset):
             "previous_ids": preceding,
             "negative_ids": np.pad(negatives, [(0, missing), (0, 0)]),
         }
+        if not self._fixed:
+            return inputs, np.zeros(len(rows), np.float32)
         weights = np.pad(np.ones(len(rows), np.float32), (0, missing))
         return inputs, np.zeros(self._batch_size, np.float32), weights
 
@@ -169,6 +176,11 @@ class SampledWordLoss(keras.layers.Layer):
         return (queries_shape[0],)
 
 
+def _model_output_is_the_loss(unused_targets, piece_losses):
+    """Dynamic shapes: the model's output, each piece's loss (Keras averages it)."""
+    return piece_losses
+
+
 class ModelOutputIsTheLoss(keras.losses.Loss):
     """The model's output, each piece's loss, averaged over the pieces of weight 1: the
     empty pieces that top up a short batch count for nothing."""
@@ -185,7 +197,7 @@ def build_language_model(config, vocab_size: int) -> keras.Model:
 
     Inputs as LanguageModelBatches yields them; output <float32>[batch]: each piece's loss,
     forward and backward summed. Compiled with Adam; loss = that output's mean over the
-    pieces of weight 1 (ModelOutputIsTheLoss).
+    pieces of weight 1 (ModelOutputIsTheLoss; with dynamic shapes, over the batch's pieces).
     """
     embedding, rnn = reader_layers(config, vocab_size)
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -216,9 +228,8 @@ def _compile(model: keras.Model, config, steps: int) -> None:
     schedule = keras.optimizers.schedules.CosineDecay(
         config.lm_learning_rate, decay_steps=max(steps, 1), alpha=0.1
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss=ModelOutputIsTheLoss()
-    )
+    loss = ModelOutputIsTheLoss() if fixed_shapes(config) else _model_output_is_the_loss
+    model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss=loss)
 
 
 def reader_layer_names(model: keras.Model) -> list:
@@ -246,7 +257,12 @@ def pretrain(
         model.get_layer("embedding").set_weights([initial_embedding])
     probabilities = sampling_probabilities(pieces, vocab_size, config.lm_sampling_power)
     batches = LanguageModelBatches(
-        pieces, probabilities, config.lm_batch_size, config.seed, negatives=config.lm_negatives
+        pieces,
+        probabilities,
+        config.lm_batch_size,
+        config.seed,
+        negatives=config.lm_negatives,
+        fixed=fixed_shapes(config),
     )
     _compile(model, config, config.lm_epochs * len(batches))
     all_callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
@@ -269,7 +285,9 @@ def reader_settings(config, tokens) -> dict:
     from (if any), and the Config fields that feed it (config.LANGUAGE_MODEL)."""
     vectors = embeddings.vectors_settings(config, tokens) if config.pretrain_embeddings else None
     return {
-        "format": _FORMAT,
+        # Not config.batch_shapes: what it resolves to (batches.fixed_shapes), so that "auto"
+        # under TensorFlow and "dynamic" share the cache made before the setting existed.
+        "format": _FORMAT_FIXED_SHAPES if fixed_shapes(config) else _FORMAT,
         "tokens": tokens.settings,
         "vectors": vectors,
         **cache_settings(config, LANGUAGE_MODEL),

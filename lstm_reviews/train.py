@@ -107,11 +107,13 @@ def evaluate(model: keras.Model, dataset) -> dict:
     """{"loss", "accuracy"} of `model` over the reviews of `dataset`'s batches, padding rows
     (weight 0) left out: the mean cross-entropy and accuracy per review.
 
-    "loss" is the cross_entropy metric (model.compile_model): Keras' own "loss" averages
-    the batches' losses, each batch counted by its rows, padding rows included.
+    With fixed shapes "loss" is the cross_entropy metric (model.compile_model): Keras' own
+    "loss" averages the batches' losses, each batch counted by its rows, padding rows
+    included. With dynamic shapes (no padding rows, no such metric) it is Keras' own.
     """
     results = model.evaluate(dataset, return_dict=True, verbose=0)
-    return {"loss": float(results["cross_entropy"]), "accuracy": float(results["accuracy"])}
+    loss = results["cross_entropy"] if "cross_entropy" in results else results["loss"]
+    return {"loss": float(loss), "accuracy": float(results["accuracy"])}
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -304,15 +306,19 @@ def train_and_evaluate(
         f"{len(token_data.test)} test; vocabulary {len(vocabulary)} tokens"
     )
 
-    # The training split's length buckets serve every split: one set of batch lengths.
+    # Fixed shapes: the training split's length buckets serve every split, one set of batch
+    # lengths. Dynamic: None, each split buckets its own reviews.
     boundaries = batches.split_boundaries(token_data.train, config)
     train_batches = batches.make_batches(token_data.train, config, boundaries, train=True)
     validation_batches = batches.make_batches(token_data.validation, config, boundaries)
     test_batches = batches.make_batches(token_data.test, config, boundaries)
-    print(f"Batch lengths (length buckets): {[bound - 1 for bound in boundaries]}")
+    if boundaries is None:
+        print("Batch lengths: each batch's longest review (dynamic shapes)")
+    else:
+        print(f"Batch lengths (length buckets): {[bound - 1 for bound in boundaries]}")
 
-    # An epoch has a few more batches (a bucket's last one is topped up with padding rows):
-    # the schedule needs only its scale, and this is the one the default recipe was measured with.
+    # Bucketing makes the count vary a little between epochs (fixed shapes: a bucket's last
+    # batch topped up): the schedule needs only its scale, the one the recipe was measured with.
     steps_per_epoch = -(-len(token_data.train) // config.batch_size)
     model = compile_model(build_model(config, len(vocabulary)), config, steps_per_epoch)
     if epochs_done:  # BackupAndRestore brings the weights back: no fresh start to make

@@ -51,8 +51,23 @@ def test_mixed_precision_is_a_choice_and_an_old_bool_still_reads(tmp_path):
     assert Config(mixed_precision=True) == Config(mixed_precision="float16")
 
 
+def test_batch_shapes_is_a_choice_that_feeds_no_cache_and_is_not_resumable():
+    from lstm_reviews.config import LANGUAGE_MODEL, TOKENS, VECTORS, cache_settings
+
+    assert Config().batch_shapes == "auto"
+    assert config_from_args(["--batch-shapes", "fixed"]).batch_shapes == "fixed"
+    with pytest.raises(UserError, match="--batch-shapes must be one of auto, fixed, dynamic"):
+        Config(batch_shapes="static")
+    field = Config.__dataclass_fields__["batch_shapes"]
+    assert not field.metadata["resumable"] and field.metadata["feeds"] == ()
+    # The language model's cache follows what it resolves to (pretrain.reader_settings).
+    for cache in (TOKENS, VECTORS, LANGUAGE_MODEL):
+        assert "batch_shapes" not in cache_settings(Config(), cache)
+
+
 def test_eval_batch_size_is_positive_and_resumable():
     assert config_from_args(["--eval-batch-size", "256"]).eval_batch_size == 256
+    assert config_from_args([]).eval_batch_size is None  # None: --batch-size
     assert Config.__dataclass_fields__["eval_batch_size"].metadata["resumable"]
     with pytest.raises(UserError, match="--eval-batch-size must be positive"):
         Config(eval_batch_size=0)

@@ -19,6 +19,8 @@ from lstm_reviews.batches import (
     NumpyBatches,
     bucket_boundaries,
     by_length,
+    fixed_shapes,
+    make_batches,
     make_dataset,
     padding_share,
 )
@@ -564,6 +566,64 @@ def test_every_review_once_per_epoch_in_one_shape_per_bucket(make):
     # One shape per bucket and batch size: at most 2 x buckets for train + evaluation.
     assert len(shapes) <= 2 * len(boundaries)
     assert {shape for train, shape in shapes if train} <= {(batch_size, b - 1) for b in boundaries}
+
+
+@pytest.mark.parametrize("bucket", [True, False])
+@pytest.mark.parametrize("make", ["tf", "numpy"])
+def test_dynamic_batches_are_padded_to_their_longest_review_with_no_padding_rows(make, bucket):
+    # batch_shapes "dynamic" (and "auto" under TensorFlow): the batches made before fixed
+    # shapes. Each batch padded to its own longest review, no weights, no padding rows; with
+    # bucketing, each bucket (about equally many of this split's reviews) has one short batch.
+    lengths = np.random.default_rng(6).integers(1, 45, size=150)
+    split = _distinct_reviews(lengths)
+    kwargs = dict(shuffle=True, seed=4, bucket=bucket, fixed=False)
+    if make == "tf":
+        items = [tuple(part.numpy() for part in b) for b in make_dataset(split, 8, 30, **kwargs)]
+    else:
+        batches = NumpyBatches(split, 8, 30, **kwargs)
+        items = [batches[i] for i in range(len(batches))]
+    cut = np.minimum(lengths, 30)
+    quantiles = np.quantile(cut, np.linspace(0, 1, 17)[1:-1])
+    bounds = sorted({int(q) + 1 for q in quantiles}) if bucket else []
+    sizes, seen = {}, []
+    for item in items:
+        assert len(item) == 2  # (ids, labels): no weights
+        ids, labels = item
+        assert ids.dtype == np.int32 and labels.dtype == np.float32
+        row_lengths = (ids != 0).sum(axis=1)
+        assert row_lengths.min() > 0 and ids.shape[1] == row_lengths.max()
+        (bucket_index,) = set(np.searchsorted(bounds, row_lengths, side="right").tolist())
+        sizes.setdefault(bucket_index, []).append(len(ids))
+        seen += [int(row[row != 0][-1]) - 100 for row in ids]
+    assert sorted(seen) == list(range(150))  # each review once
+    counts = np.bincount(np.searchsorted(bounds, cut, side="right"))
+    for bucket_index, batch_sizes in sizes.items():
+        count = int(counts[bucket_index])
+        expected = [8] * (count // 8) + ([count % 8] if count % 8 else [])
+        assert sorted(batch_sizes, reverse=True) == expected, bucket_index
+    if not bucket:  # in order of the shuffle: only the last batch short
+        assert [len(ids) for ids, _ in items] == [8] * 18 + [6]
+
+
+def test_batch_shapes_auto_is_fixed_except_under_tensorflow(monkeypatch, tmp_path):
+    assert fixed_shapes(Config(batch_shapes="fixed"))
+    assert not fixed_shapes(Config(batch_shapes="dynamic"))
+    for backend, fixed in (("tensorflow", False), ("jax", True), ("torch", True)):
+        monkeypatch.setattr(keras.backend, "backend", lambda backend=backend: backend)
+        assert fixed_shapes(Config()) == fixed, backend
+    monkeypatch.undo()
+    # make_batches follows the setting; dynamic evaluation batches are --batch-size rows
+    # unless --eval-batch-size says otherwise.
+    split = _token_split(np.random.default_rng(7).integers(1, 45, size=40))
+    config = Config(max_length=30, batch_size=8, batch_shapes="dynamic")
+    made = make_batches(split, config, None)
+    items = [made[i] for i in range(len(made))] if isinstance(made, NumpyBatches) else list(made)
+    assert {len(item) for item in items} == {2} and max(len(ids) for ids, _ in items) == 8
+    config = dataclasses.replace(config, batch_shapes="fixed", eval_batch_size=16)
+    boundaries = bucket_boundaries(np.minimum([len(x) for x in split.ids], 30), 30)
+    made = make_batches(split, config, boundaries)
+    items = [made[i] for i in range(len(made))] if isinstance(made, NumpyBatches) else list(made)
+    assert {len(item) for item in items} == {3} and {len(ids) for ids, _, _ in items} == {16}
 
 
 def test_prediction_batches_by_length_have_a_bounded_number_of_shapes():

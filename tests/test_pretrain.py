@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import keras
@@ -117,7 +118,7 @@ def test_batches_are_seeded_and_shaped():
 
 def test_padding_pieces_change_neither_the_loss_nor_the_step(tmp_path):
     # A short batch topped up with empty pieces of weight 0 trains exactly as the short one.
-    config = small_config(tmp_path, lm_batch_size=8)
+    config = small_config(tmp_path, lm_batch_size=8, batch_shapes="fixed")
     pieces = pretrain.chunk_reviews([np.arange(2, 40)] * 3, 8)[:5]
     probabilities = pretrain.sampling_probabilities(pieces, 50, power=0.75)
     inputs, targets, weights = pretrain.LanguageModelBatches(
@@ -136,6 +137,37 @@ def test_padding_pieces_change_neither_the_loss_nor_the_step(tmp_path):
     assert padded_loss == pytest.approx(short_loss, rel=1e-5)
     for padded, short in zip(padded_weights, short_weights, strict=True):
         np.testing.assert_allclose(padded, short, rtol=1e-5, atol=1e-6)
+
+
+def test_dynamic_shapes_keep_the_short_last_batch_and_the_cache_format_1(tiny_imdb, tmp_path):
+    # batch_shapes "dynamic" (and "auto" under TensorFlow): the batches and the cache key of
+    # the code before fixed shapes, so the reader cache made then is still found.
+    pieces = pretrain.chunk_reviews([np.arange(2, 40)] * 5, 8)
+    probabilities = pretrain.sampling_probabilities(pieces, 50, power=0.75)
+    fixed, dynamic = (
+        pretrain.LanguageModelBatches(pieces, probabilities, 4, seed=7, negatives=64, fixed=f)
+        for f in (True, False)
+    )
+    assert len(fixed) == len(dynamic) == -(-len(pieces) // 4)
+    for k in range(len(dynamic)):
+        inputs, targets = dynamic[k]  # no weights
+        full, _, weights = fixed[k]
+        real = int(weights.sum())
+        assert targets.shape == (real,) and inputs["token_ids"].shape == (real, 8)
+        for name, value in inputs.items():
+            np.testing.assert_array_equal(value, full[name][:real])
+    assert len(pieces) % 4 == 1 and dynamic[len(dynamic) - 1][1].shape == (1,)
+
+    config = small_config(tmp_path, data=str(tiny_imdb), batch_shapes="dynamic")
+    tokens = prepare_tokens(config)
+    settings = pretrain.reader_settings(config, tokens)
+    assert settings["format"] == 1 and "batch_shapes" not in settings
+    fixed_settings = pretrain.reader_settings(
+        dataclasses.replace(config, batch_shapes="fixed"), tokens
+    )
+    assert fixed_settings == {**settings, "format": 2}
+    auto = pretrain.reader_settings(dataclasses.replace(config, batch_shapes="auto"), tokens)
+    assert auto == (settings if keras.backend.backend() == "tensorflow" else fixed_settings)
 
 
 def test_pretraining_learns_a_predictable_language(tmp_path):

@@ -126,9 +126,10 @@ def test_one_training_step_changes_every_trainable_weight(tiny_imdb, tmp_path):
     tokens = prepare_tokens(config)
     model = train.compile_model(train.build_model(config, len(tokens.vocabulary)), config)
     boundaries = split_boundaries(tokens.train, config)
-    ids, labels, weights = next(iter(make_batches(tokens.train, config, boundaries, train=True)))
+    # (ids, labels) with dynamic shapes (the default under TensorFlow), weights with fixed ones.
+    ids, labels, *weights = next(iter(make_batches(tokens.train, config, boundaries, train=True)))
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
-    logs = model.train_on_batch(ids, labels, sample_weight=weights, return_dict=True)
+    logs = model.train_on_batch(ids, labels, sample_weight=(weights or [None])[0], return_dict=True)
     assert math.isfinite(logs["loss"]) and 0.0 <= logs["accuracy"] <= 1.0
     after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
     assert len(before) == 9  # embedding, 2 x (kernel, recurrent kernel, bias), logit kernel, bias
@@ -139,7 +140,14 @@ def test_one_training_step_changes_every_trainable_weight(tiny_imdb, tmp_path):
 @pytest.mark.parametrize("make", ["tf", "numpy"])
 def test_evaluation_leaves_the_padding_rows_out(make):
     # The padded, bucketed evaluation gives the accuracy and loss of the reviews alone.
-    config = Config(vocab_size=50, max_length=30, embedding_dim=8, units=4, eval_batch_size=16)
+    config = Config(
+        vocab_size=50,
+        max_length=30,
+        embedding_dim=8,
+        units=4,
+        eval_batch_size=16,
+        batch_shapes="fixed",
+    )
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 45, size=70)
     split = TokenSplit(
@@ -330,7 +338,11 @@ def test_trains_under_jax_without_tensorflow(tiny_imdb, tmp_path):
     pytest.importorskip("jax", reason="the JAX backend is not installed")
     # max_length 8 cuts nearly every tiny review to 8 tokens: few distinct batch shapes, so
     # few XLA compilations (JAX compiles the step once per shape).
-    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--max-length", "8")
+    # Fixed shapes on both sides ("auto" would be dynamic here, fixed under JAX): the
+    # language-model cache made here is the one the JAX run looks for.
+    argv = tiny_argv(
+        tiny_imdb, tmp_path, "--epochs", "1", "--max-length", "8", "--batch-shapes", "fixed"
+    )
     config = config_from_args(argv)
     # The caches, made with TensorFlow: token ids, the word vectors, the language model.
     tokens = prepare_tokens(config)
