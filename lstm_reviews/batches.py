@@ -1,16 +1,30 @@
-"""Batches for training and evaluation: (ids <int32>[batch, time], labels <float32>[batch]).
+"""Batches for training and evaluation: (ids <int32>[batch, time], labels <float32>[batch]),
+and with fixed shapes weights <float32>[batch].
 
 `make_dataset` (tf.data) and `NumpyBatches` (a `keras.utils.PyDataset`, NumPy alone: the
 JAX and PyTorch backends) make the same batches: ids right-padded with 0 (0 is never a
 token; the Embedding's mask_zero masks it). A review longer than max_length keeps its LAST
 tokens: reviewers tend to close with their verdict ("... 8/10, go see it"), while the
-opening is often plot summary. With bucketing, reviews of similar length share a batch, so
-far less of each batch is padding. `make_batches` picks the one for the backend.
+opening is often plot summary. `make_batches` picks the one for the backend.
+
+Shapes (config.batch_shapes, resolved by `fixed_shapes`). Dynamic: reviews of similar length
+share a batch (length buckets of about equally many reviews of the split), each batch is
+padded to its own longest review, and a bucket's last batch is short: the least padding, in
+some 50 shapes an epoch on IMDB, which tf.function's relaxed shapes trace at no cost. Fixed:
+reviews go to length buckets (bucket_boundaries: about equally many training reviews
+in each), and a bucket's batches are padded to the bucket's longest length, not to their own
+longest review; every batch holds exactly batch_size rows, a bucket's last, short batch being
+topped up with padding rows (all ids 0, label 0, weight 0). So an epoch brings one shape per
+bucket, the same every epoch, for training and for evaluation alike: JAX and XLA compile a
+step once per shape. The weights keep the padding
+rows out of the loss and the metrics (model.compile_model divides the loss by the weights'
+sum), so a padded batch trains and scores its reviews exactly as the unpadded one would.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 import keras  # with the JAX, PyTorch or NumPy backend this does not load TensorFlow
 import numpy as np
@@ -18,9 +32,30 @@ import numpy as np
 from lstm_reviews.text import keep_last_tokens, pad
 from lstm_reviews.tokens import TokenSplit, flat
 
+# Inspection and the ledger: lengths rounded up to a multiple of 16, at most 38 for 600 tokens.
+LENGTH_MULTIPLE = 16
+# 16 shapes per batch size. On IMDB, 8.5% of the training batches' positions are padding
+# (6.8% when each batch was padded to its own longest review, in 53 shapes an epoch).
+NUM_BUCKETS = 16
 
-def bucket_boundaries(lengths: np.ndarray, num_buckets: int = 16) -> list:
-    """Upper bounds (exclusive) of length buckets holding about equally many reviews."""
+
+def fixed_shapes(config) -> bool:
+    """Whether batches have fixed shapes, per config.batch_shapes: "fixed" or "dynamic", and
+    "auto" fixed under the JAX and PyTorch backends (a compilation per shape) but dynamic
+    under TensorFlow (relaxed tracing takes any shape; the least padding)."""
+    if config.batch_shapes == "auto":
+        return keras.backend.backend() != "tensorflow"
+    return config.batch_shapes == "fixed"
+
+
+def eval_batch_size(config) -> int:
+    """Reviews per validation and test batch: config.eval_batch_size, else the training's."""
+    return config.eval_batch_size or config.batch_size
+
+
+def _own_boundaries(lengths: np.ndarray, num_buckets: int = NUM_BUCKETS) -> list:
+    """Dynamic shapes: exclusive upper bounds of buckets of about equally many `lengths`; a
+    review past the last bound goes to one more bucket."""
     lengths = np.asarray(lengths)
     if not len(lengths):
         return [1]
@@ -29,9 +64,39 @@ def bucket_boundaries(lengths: np.ndarray, num_buckets: int = 16) -> list:
     return boundaries or [int(lengths.max()) + 1]
 
 
+def bucket_boundaries(lengths: np.ndarray, max_length: int, num_buckets: int = NUM_BUCKETS) -> list:
+    """Exclusive upper bounds of length buckets holding about equally many of `lengths`.
+
+    lengths: <int>[reviews], already cut to max_length. The last bound is max_length + 1, so
+    every review has a bucket; a bucket's batches are padded to its bound - 1 (tf.data's
+    pad_to_bucket_boundary), never fewer than 1 step. Worked example: lengths [3, 5, 9, 40],
+    max_length 40, 2 buckets: the median 7 gives [8, 41]; reviews of 3 and 5 tokens are padded
+    to 7, those of 9 and 40 to 40.
+    """
+    lengths = np.asarray(lengths)
+    quantiles = (
+        np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:-1]) if len(lengths) else []
+    )
+    # At least 2: a bucket padded to 0 steps would give the LSTM nothing to run over.
+    return sorted({max(int(q) + 1, 2) for q in quantiles} | {max_length + 1})
+
+
 def _truncated(split: TokenSplit, max_length: int):
     ids = [keep_last_tokens(np.asarray(x, np.int32), max_length) for x in split.ids]
     return ids, np.fromiter((len(x) for x in ids), np.int64, len(ids))
+
+
+def _boundaries(lengths, max_length: int, bucket: bool, boundaries: Sequence[int] | None) -> list:
+    """The given boundaries (checked), else this split's own (bucket) or one bucket."""
+    if boundaries is None:
+        return bucket_boundaries(lengths, max_length) if bucket else [max_length + 1]
+    boundaries = [int(b) for b in boundaries]
+    if boundaries != sorted(set(boundaries)) or boundaries[0] < 2 or boundaries[-1] <= max_length:
+        raise ValueError(
+            f"bucket boundaries must increase from >= 2 to above max_length {max_length}, "
+            f"got {boundaries}"
+        )
+    return boundaries
 
 
 def make_dataset(
@@ -41,16 +106,23 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     bucket: bool = True,
-    num_buckets: int = 16,
+    boundaries: Sequence[int] | None = None,
+    fixed: bool = True,
 ):
-    """tf.data batches: (ids <int32>[batch, time] right-padded with 0, labels <float32>[batch]).
+    """tf.data batches: (ids <int32>[batch_size, time], labels <float32>[batch_size],
+    weights <float32>[batch_size]), weight 0 for the padding rows that fill a short batch.
 
-    time is the longest review of the batch, at most max_length (longer reviews keep their
-    end). bucket: batch reviews of similar length (tf.data's bucket_by_sequence_length).
+    time is the bucket's bound - 1 (see the module's docstring). boundaries: the length
+    buckets (bucket_boundaries); None: this split's own, or with bucket=False a single
+    bucket, every batch then max_length long. fixed=False: dynamic shapes, (ids <int32>[batch,
+    time], labels <float32>[batch]), time the batch's longest review, boundaries this split's
+    own, a bucket's last batch short (bucket=False: batches in order).
     """
     import tensorflow as tf
 
     ids, lengths = _truncated(split, max_length)
+    if fixed:
+        boundaries = _boundaries(lengths, max_length, bucket, boundaries)
     all_ids = tf.constant(flat(ids))
     ends = np.cumsum(lengths)
     labels = split.labels.astype(np.float32)
@@ -60,29 +132,49 @@ def make_dataset(
     dataset = dataset.map(lambda start, end, label: (all_ids[start:end], label))
     if shuffle:
         dataset = dataset.shuffle(max(len(ids), 1), seed=seed, reshuffle_each_iteration=True)
-    if bucket:
-        boundaries = bucket_boundaries(lengths, num_buckets)
-        dataset = dataset.bucket_by_sequence_length(
-            element_length_func=lambda ids, label: tf.shape(ids)[0],
-            bucket_boundaries=boundaries,
-            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            padded_shapes=([None], []),
-            padding_values=(0, 0.0),
-        )
-    else:
-        dataset = dataset.padded_batch(
-            batch_size, padded_shapes=([None], []), padding_values=(0, 0.0)
-        )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    if not fixed:
+        if bucket:
+            boundaries = _own_boundaries(lengths)
+            dataset = dataset.bucket_by_sequence_length(
+                element_length_func=lambda ids, label: tf.shape(ids)[0],
+                bucket_boundaries=boundaries,
+                bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+                padded_shapes=([None], []),
+                padding_values=(0, 0.0),
+            )
+        else:
+            dataset = dataset.padded_batch(
+                batch_size, padded_shapes=([None], []), padding_values=(0, 0.0)
+            )
+        return dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.bucket_by_sequence_length(
+        element_length_func=lambda ids, label: tf.shape(ids)[0],
+        bucket_boundaries=boundaries,
+        # tf.data keeps a bucket past the last bound: no review reaches it (all < its bound).
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        padded_shapes=([None], []),
+        padding_values=(0, 0.0),
+        pad_to_bucket_boundary=True,
+    )
+
+    def fill(ids, labels):  # a bucket's last batch may be short: padding rows of weight 0
+        missing = batch_size - tf.shape(ids)[0]
+        weights = tf.pad(tf.ones_like(labels), [[0, missing]])
+        return tf.pad(ids, [[0, missing], [0, 0]]), tf.pad(labels, [[0, missing]]), weights
+
+    return dataset.map(fill).prefetch(tf.data.AUTOTUNE)
 
 
 class NumpyBatches(keras.utils.PyDataset):
     """The batches of make_dataset, from numpy alone (JAX/PyTorch backends, no TensorFlow).
 
-    Item i: (ids <int32>[batch, time] right-padded with 0, labels <float32>[batch]). With
-    bucket=True, reviews go to the same length buckets as in make_dataset and a bucket
-    yields a batch when it holds batch_size reviews; leftovers close the epoch. Shuffled
-    anew each epoch when shuffle=True, seeded by (seed, epoch).
+    Item i: (ids <int32>[batch_size, time], labels <float32>[batch_size], weights
+    <float32>[batch_size]), as make_dataset gives them. Reviews go to the same length buckets;
+    a bucket yields a batch when it holds batch_size reviews, and its leftovers, topped up
+    with padding rows, close the epoch. Shuffled anew each epoch when shuffle=True, seeded
+    by (seed, epoch). rows(i) names the reviews of item i. fixed=False: make_dataset's
+    dynamic batches, (ids <int32>[batch, time], labels <float32>[batch]), the leftovers
+    short, no padding rows (bucket=False: batches in order).
     """
 
     def __init__(
@@ -93,19 +185,22 @@ class NumpyBatches(keras.utils.PyDataset):
         shuffle: bool = False,
         seed: int = 0,
         bucket: bool = True,
-        num_buckets: int = 16,
+        boundaries: Sequence[int] | None = None,
+        fixed: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self._ids, self._lengths = _truncated(split, max_length)
+        self._ids, lengths = _truncated(split, max_length)
         self._labels = np.asarray(split.labels, np.float32)
         self._batch_size, self._shuffle, self._seed = batch_size, shuffle, seed
+        self._fixed = fixed
+        if fixed:
+            boundaries = _boundaries(lengths, max_length, bucket, boundaries)
+            self._times = np.asarray(boundaries) - 1  # a bucket's padded length
+        else:
+            boundaries = _own_boundaries(lengths) if bucket else None
         self._buckets = (
-            np.searchsorted(
-                bucket_boundaries(self._lengths, num_buckets), self._lengths, side="right"
-            )
-            if bucket
-            else None
+            None if boundaries is None else np.searchsorted(boundaries, lengths, side="right")
         )
         self._epoch = 0
         self._batches = self._plan()
@@ -133,9 +228,20 @@ class NumpyBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return len(self._batches)  # the same every epoch: sum of ceil(bucket size / batch)
 
+    def rows(self, index: int) -> np.ndarray:
+        """<int64>[reviews]: the split's reviews in item `index`, its first rows, in order."""
+        return self._batches[index]
+
     def __getitem__(self, index):
         rows = self._batches[index]
-        return pad([self._ids[row] for row in rows]), self._labels[rows]
+        if not self._fixed:
+            return pad([self._ids[row] for row in rows]), self._labels[rows]
+        time = int(self._times[self._buckets[rows[0]]])
+        missing = self._batch_size - len(rows)
+        ids = np.pad(pad([self._ids[row] for row in rows], length=time), [(0, missing), (0, 0)])
+        labels = np.pad(self._labels[rows], (0, missing))
+        weights = np.pad(np.ones(len(rows), np.float32), (0, missing))
+        return ids, labels, weights
 
     def on_epoch_end(self) -> None:
         self._epoch += 1
@@ -143,10 +249,29 @@ class NumpyBatches(keras.utils.PyDataset):
             self._batches = self._plan()
 
 
+def by_length(reviews: Sequence[np.ndarray], batch_size: int, multiple: int = LENGTH_MULTIPLE):
+    """Prediction batches (ids <int32>[<= batch_size, time], rows: the reviews' indices) of
+    `reviews` (id arrays, no padding), shortest first; empty reviews are skipped.
+
+    time is the batch's longest review rounded up to a multiple of `multiple`: at most
+    ceil(longest / multiple) lengths, so at most that many shapes, and one more for the last,
+    short batch, whatever the reviews. Worked example: lengths [3, 20, 5], batch_size 2,
+    multiple 16 -> rows [0, 2] as <int32>[2, 16], then rows [1] as <int32>[1, 32].
+    """
+    order = sorted(
+        (k for k, review in enumerate(reviews) if len(review)), key=lambda k: len(reviews[k])
+    )
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        longest = max(len(reviews[k]) for k in rows)
+        yield pad([reviews[k] for k in rows], length=-(-longest // multiple) * multiple), rows
+
+
 def padding_share(batches) -> float:
-    """Share of padding (id 0) among all positions of (ids, labels) batches."""
+    """Share of padding (id 0) among all positions of (ids, labels[, weights]) batches;
+    padding rows count as padding."""
     padding = total = 0
-    for ids, _ in batches:
+    for ids, *_ in batches:
         ids = np.asarray(ids)
         padding += int(np.sum(ids == 0))
         total += ids.size
@@ -164,17 +289,33 @@ def uses_tf_data() -> bool:
     return True
 
 
-def make_batches(split: TokenSplit, config, shuffle: bool):
-    """Batches of (ids <int32>[batch, time], labels <float32>[batch]) for `split`, per `config`.
+def split_boundaries(split: TokenSplit, config) -> list | None:
+    """The length buckets of `split` (the training split's serve every split), per `config`;
+    None with dynamic shapes (fixed_shapes), where each split has its own."""
+    if not fixed_shapes(config):
+        return None
+    return _boundaries(
+        _truncated(split, config.max_length)[1], config.max_length, config.bucket_by_length, None
+    )
+
+
+def make_batches(split: TokenSplit, config, boundaries: Sequence[int] | None, train: bool = False):
+    """Batches of (ids <int32>[batch, time], labels <float32>[batch], weights <float32>[batch])
+    for `split`, per `config`: shuffled, of config.batch_size rows, when `train`; else in
+    order, of eval_batch_size(config) rows. boundaries: split_boundaries(training split).
+    With dynamic shapes (fixed_shapes), (ids, labels) batches, boundaries unused.
 
     tf.data under the TensorFlow backend; NumpyBatches otherwise (no TensorFlow needed).
     """
+    fixed = fixed_shapes(config)
     kwargs = dict(
-        batch_size=config.batch_size,
+        batch_size=config.batch_size if train else eval_batch_size(config),
         max_length=config.max_length,
-        shuffle=shuffle,
+        shuffle=train,
         seed=config.seed,
         bucket=config.bucket_by_length,
+        boundaries=boundaries if fixed else None,
+        fixed=fixed,
     )
     return make_dataset(split, **kwargs) if uses_tf_data() else NumpyBatches(split, **kwargs)
 

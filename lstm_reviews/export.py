@@ -153,11 +153,11 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
     model = run.model
     serve = build_serving_function(model, vectorizer, config.max_length)
 
-    serve.get_concrete_function()  # traces it once, which also builds the vectorizer
+    serve.get_concrete_function()  # traces it once
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.track(vectorizer)  # its lookup table is a resource the SavedModel must carry
+    archive.track(vectorizer.table)  # the lookup table is a resource the SavedModel must carry
     archive.add_endpoint("serve", serve)  # the first endpoint also becomes "serving_default"
 
     out_dir = Path(config.export_dir if out_dir is None else out_dir)

@@ -34,11 +34,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from lstm_reviews import imdb, text
+from lstm_reviews import batches, imdb, text
 from lstm_reviews.cell import LSTMCell, split_gates
 from lstm_reviews.errors import UserError
 from lstm_reviews.rundir import Run
-from lstm_reviews.text import pad
 
 DEFAULT_WORDS = ("amazing", "awesome", "this", "give", "all", "should")
 GATES = ("input_gate", "forget_gate", "output_gate")
@@ -194,14 +193,10 @@ def word_statistics(inspector: Inspector, reviews, word_ids: dict, batch_size: i
     sums = {word: dict.fromkeys(keys, 0.0) for word in targets}
     counts = dict.fromkeys(targets, 0)
     review_counts = dict.fromkeys(targets, 0)
-    # Similar lengths together: less padding to run through the LSTM.
-    order = sorted(range(len(reviews)), key=lambda k: len(reviews[k]))
-    for start in range(0, len(order), batch_size):
-        batch = [np.asarray(reviews[k], dtype=np.int32) for k in order[start : start + batch_size]]
-        batch = [ids for ids in batch if ids.size]
-        if not batch:
-            continue
-        ids = pad(batch)
+    # Similar lengths together (less padding to run through the LSTM), lengths rounded up to
+    # a multiple of 16: a bounded number of shapes to compile.
+    reviews = [np.asarray(review, dtype=np.int32).reshape(-1) for review in reviews]
+    for ids, _ in batches.by_length(reviews, batch_size):
         stats = token_statistics(_gates(inspector, ids))
         for word, word_id in targets.items():
             hits = ids != 0 if word_id is None else ids == word_id

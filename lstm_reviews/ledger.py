@@ -51,14 +51,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from lstm_reviews import batches
 from lstm_reviews.cell import GATE_NAMES, LSTMCell
 from lstm_reviews.model import MaskedTimePooling
 from lstm_reviews.text import pad
 
 DIRECTION_NAMES = ("forward", "backward")
-# Reviews padded to a multiple of this in word_ledger: fewer distinct shapes, fewer JAX
-# recompiles of the gate model.
-PAD_MULTIPLE = 16
 # A float64 log of a forget gate that underflowed to 0: e^-690 ≈ 1e-300, gone either way.
 _LOG_FLOOR = 1e-300
 
@@ -650,21 +648,15 @@ def _summaries(tracked, names, n_boot, rng):
 
 
 def _batches(reviews, batch_size):
-    """Padded id batches of similar-length reviews: (ids <int32>[batch, time], row numbers)."""
+    """Padded id batches of similar-length reviews: (ids <int32>[batch, time], row numbers),
+    time a multiple of 16 (batches.by_length): a bounded number of shapes to compile."""
     reviews = [np.asarray(review).reshape(-1) for review in reviews]
     for k, review in enumerate(reviews):
         if review.size and not np.issubdtype(review.dtype, np.integer):
             raise ValueError(f"review {k} holds {review.dtype}, expected token ids")
         if np.any(review == 0):
             raise ValueError(f"review {k} holds the padding id 0")
-    order = sorted(
-        (k for k, review in enumerate(reviews) if review.size), key=lambda k: len(reviews[k])
-    )
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        longest = max(len(reviews[k]) for k in rows)
-        time = -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
-        yield pad([reviews[k] for k in rows], length=time), rows
+    yield from batches.by_length(reviews, batch_size)
 
 
 def word_ledger(

@@ -16,9 +16,10 @@ only, so it runs on the TensorFlow, JAX and PyTorch backends.
 from __future__ import annotations
 
 import keras
-import numpy as np
+import ml_dtypes
 from keras import ops
 
+from lstm_reviews.batches import fixed_shapes
 from lstm_reviews.cell import LSTMCell
 from lstm_reviews.config import POOLING_MODES
 
@@ -52,8 +53,10 @@ class MaskedTimePooling(keras.layers.Layer):
             mask = ops.ones(ops.shape(inputs)[:2], dtype="bool")
         mask = ops.cast(mask, "bool")
         step_mask = ops.expand_dims(mask, -1)  # <bool>[batch, time, 1]
-        # The lowest finite value rather than -inf: no inf reaches the gradient.
-        lowest = ops.cast(np.finfo(keras.backend.standardize_dtype(inputs.dtype)).min, inputs.dtype)
+        # The lowest finite value rather than -inf: no inf reaches the gradient. ml_dtypes'
+        # finfo (Keras' own dependency) knows bfloat16 too, which NumPy's does not.
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        lowest = ops.cast(ml_dtypes.finfo(dtype).min, inputs.dtype)
         maximum = ops.max(ops.where(step_mask, inputs, lowest), axis=1)
         has_steps = ops.any(mask, axis=1, keepdims=True)  # <bool>[batch, 1]
         maximum = ops.where(has_steps, maximum, ops.zeros_like(maximum))
@@ -134,14 +137,43 @@ def learning_rate(config, steps_per_epoch: int = 0):
     )
 
 
+@keras.saving.register_keras_serializable(package="lstm_reviews")
+def cross_entropy(labels, logits):
+    """Each review's binary cross-entropy <float32>[batch]: labels <float>[batch] (or [batch,
+    1]), logits <float>[batch, 1]. keras.metrics.BinaryCrossentropy refuses the labels'
+    rank, which the loss accepts."""
+    labels = ops.reshape(ops.cast(labels, "float32"), ops.shape(logits))
+    return keras.losses.binary_crossentropy(labels, logits, from_logits=True)
+
+
 def compile_model(model: keras.Model, config, steps_per_epoch: int = 0) -> keras.Model:
-    """Adam with gradient clipping, binary cross-entropy on logits, accuracy at logit 0."""
+    """Adam with gradient clipping, binary cross-entropy on logits, accuracy at logit 0.
+
+    With fixed batch shapes (batches.fixed_shapes), batches carry weights <float32>[batch]: 1
+    for a review, 0 for a padding row (lstm_reviews.batches). The loss is the weighted mean,
+    divided by the weights' sum: a topped-up batch trains its reviews as the short batch alone
+    would. The metrics "accuracy" and "cross_entropy" are weighted means over all reviews of
+    an evaluation. With dynamic shapes, no weights: the plain mean loss and "accuracy".
+    """
+    # clipnorm: an LSTM's rare exploding-gradient step would otherwise undo an epoch.
+    optimizer = keras.optimizers.Adam(
+        learning_rate=learning_rate(config, steps_per_epoch), clipnorm=1.0
+    )
+    accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+    if not fixed_shapes(config):
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.BinaryCrossentropy(from_logits=True),
+            metrics=[accuracy],
+        )
+        return model
     model.compile(
-        # clipnorm: an LSTM's rare exploding-gradient step would otherwise undo an epoch.
-        optimizer=keras.optimizers.Adam(
-            learning_rate=learning_rate(config, steps_per_epoch), clipnorm=1.0
-        ),
-        loss=keras.losses.BinaryCrossentropy(from_logits=True),
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)],
+        optimizer=optimizer,
+        loss=keras.losses.BinaryCrossentropy(from_logits=True, reduction="mean_with_sample_weight"),
+        # weighted_metrics: Keras' plain `metrics` ignore the weights, padding rows included.
+        weighted_metrics=[
+            accuracy,
+            keras.metrics.MeanMetricWrapper(cross_entropy, name="cross_entropy"),
+        ],
     )
     return model

@@ -35,14 +35,18 @@ from keras import ops
 
 from lstm_reviews import embeddings
 from lstm_reviews import tokens as token_cache
-from lstm_reviews.cache import cached, require_tensorflow, short_hash, write_atomically
+from lstm_reviews.batches import fixed_shapes
+from lstm_reviews.cache import cached, short_hash, write_atomically
 from lstm_reviews.config import LANGUAGE_MODEL, cache_settings
 from lstm_reviews.errors import UserError
 from lstm_reviews.model import READER_LAYERS, reader_layers
 
 BACKUP_EVERY_BATCHES = 200  # a killed pretraining loses at most this many steps
 FIRST_WORD_ID = 2  # 0 is padding, 1 is [UNK]: neither is a word to predict
-_FORMAT = 1
+# The reader cache's format: 1 with dynamic batch shapes (batches.fixed_shapes), the epoch's
+# last batch short; 2 with fixed shapes, that batch topped up with empty pieces of weight 0
+# (the same training up to float rounding, but a new file: a cache holds what this code makes).
+_FORMAT, _FORMAT_FIXED_SHAPES = 1, 2
 
 
 def chunk_reviews(ids: Sequence[np.ndarray], length: int) -> np.ndarray:
@@ -88,10 +92,14 @@ def shift_targets(pieces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class LanguageModelBatches(keras.utils.PyDataset):
     """Batches of pieces for the language model, from numpy alone (any backend).
 
-    Item i: ({"token_ids", "next_ids", "previous_ids"} each <int32>[batch, length],
-    "negative_ids" <int32>[batch, negatives]), zeros <float32>[batch] (Keras wants targets;
-    the model's output is its loss). Shuffled each epoch and the negatives drawn per item,
-    both seeded by (seed, epoch[, item]): the same seed gives the same batches.
+    Item i: ({"token_ids", "next_ids", "previous_ids"} each <int32>[batch_size, length],
+    "negative_ids" <int32>[batch_size, negatives]), zeros <float32>[batch_size] (Keras wants
+    targets; the model's output is its loss), weights <float32>[batch_size]. Every item has
+    the same shapes (one compilation under JAX): the epoch's last, short batch is topped up
+    with empty pieces (all ids 0) of weight 0, which the loss leaves out. Shuffled each epoch
+    and the negatives drawn per item, both seeded by (seed, epoch[, item]): the same seed
+    gives the same batches. fixed=False (dynamic shapes): the last batch stays short, and
+    items are (inputs, zeros) without weights.
     """
 
     def __init__(
@@ -101,9 +109,11 @@ class LanguageModelBatches(keras.utils.PyDataset):
         batch_size: int,
         seed: int,
         negatives: int,
+        fixed: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self._fixed = fixed
         self._pieces, self._probabilities = pieces, probabilities
         self._batch_size, self._seed, self._negatives = batch_size, seed, negatives
         self._epoch = 0
@@ -117,7 +127,8 @@ class LanguageModelBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows = self._order[index * self._batch_size : (index + 1) * self._batch_size]
-        pieces = self._pieces[rows]
+        missing = self._batch_size - len(rows) if self._fixed else 0
+        pieces = np.pad(self._pieces[rows], [(0, missing), (0, 0)])
         following, preceding = shift_targets(pieces)
         rng = np.random.default_rng([self._seed, self._epoch, index])
         negatives = rng.choice(
@@ -127,9 +138,12 @@ class LanguageModelBatches(keras.utils.PyDataset):
             "token_ids": pieces,
             "next_ids": following,
             "previous_ids": preceding,
-            "negative_ids": negatives,
+            "negative_ids": np.pad(negatives, [(0, missing), (0, 0)]),
         }
-        return inputs, np.zeros(len(rows), np.float32)
+        if not self._fixed:
+            return inputs, np.zeros(len(rows), np.float32)
+        weights = np.pad(np.ones(len(rows), np.float32), (0, missing))
+        return inputs, np.zeros(self._batch_size, np.float32), weights
 
     def on_epoch_end(self) -> None:
         self._epoch += 1
@@ -163,14 +177,27 @@ class SampledWordLoss(keras.layers.Layer):
 
 
 def _model_output_is_the_loss(unused_targets, piece_losses):
+    """Dynamic shapes: the model's output, each piece's loss (Keras averages it)."""
     return piece_losses
+
+
+class ModelOutputIsTheLoss(keras.losses.Loss):
+    """The model's output, each piece's loss, averaged over the pieces of weight 1: the
+    empty pieces that top up a short batch count for nothing."""
+
+    def __init__(self, **kwargs):
+        super().__init__(reduction="mean_with_sample_weight", **kwargs)
+
+    def call(self, unused_targets, piece_losses):
+        return piece_losses
 
 
 def build_language_model(config, vocab_size: int) -> keras.Model:
     """The pretraining model around the classifier's reader layers (model.reader_layers).
 
     Inputs as LanguageModelBatches yields them; output <float32>[batch]: each piece's loss,
-    forward and backward summed. Compiled with Adam; loss = that output's mean.
+    forward and backward summed. Compiled with Adam; loss = that output's mean over the
+    pieces of weight 1 (ModelOutputIsTheLoss; with dynamic shapes, over the batch's pieces).
     """
     embedding, rnn = reader_layers(config, vocab_size)
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -201,9 +228,8 @@ def _compile(model: keras.Model, config, steps: int) -> None:
     schedule = keras.optimizers.schedules.CosineDecay(
         config.lm_learning_rate, decay_steps=max(steps, 1), alpha=0.1
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss=_model_output_is_the_loss
-    )
+    loss = ModelOutputIsTheLoss() if fixed_shapes(config) else _model_output_is_the_loss
+    model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss=loss)
 
 
 def reader_layer_names(model: keras.Model) -> list:
@@ -231,7 +257,12 @@ def pretrain(
         model.get_layer("embedding").set_weights([initial_embedding])
     probabilities = sampling_probabilities(pieces, vocab_size, config.lm_sampling_power)
     batches = LanguageModelBatches(
-        pieces, probabilities, config.lm_batch_size, config.seed, negatives=config.lm_negatives
+        pieces,
+        probabilities,
+        config.lm_batch_size,
+        config.seed,
+        negatives=config.lm_negatives,
+        fixed=fixed_shapes(config),
     )
     _compile(model, config, config.lm_epochs * len(batches))
     all_callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
@@ -254,7 +285,9 @@ def reader_settings(config, tokens) -> dict:
     from (if any), and the Config fields that feed it (config.LANGUAGE_MODEL)."""
     vectors = embeddings.vectors_settings(config, tokens) if config.pretrain_embeddings else None
     return {
-        "format": _FORMAT,
+        # Not config.batch_shapes: what it resolves to (batches.fixed_shapes), so that "auto"
+        # under TensorFlow and "dynamic" share the cache made before the setting existed.
+        "format": _FORMAT_FIXED_SHAPES if fixed_shapes(config) else _FORMAT,
         "tokens": tokens.settings,
         "vectors": vectors,
         **cache_settings(config, LANGUAGE_MODEL),
@@ -290,14 +323,16 @@ def reader_weights(config, tokens) -> dict:
     """Pretrained {layer name: [weights]} for the classifier's reader layers; cached.
 
     Pretrains on the training split and the unlabeled reviews, starting from the word vectors
-    when config.pretrain_embeddings (TensorFlow needed the first time, to encode the unlabeled
-    reviews); later runs with the same settings load the cache with NumPy alone.
+    when config.pretrain_embeddings (TensorFlow needed unless the unlabeled reviews' ids and
+    the word vectors are cached); later runs with the same settings load the cache with NumPy
+    alone.
     """
     path = Path(config.cache_dir) / f"reader-{short_hash(reader_settings(config, tokens))}.npz"
     backup_dir = path.with_name(path.stem + "-backup")
 
     def build():
-        require_tensorflow("the pretrained language model", path, "--lm-epochs 0")
+        # No TensorFlow needed once the unlabeled ids and word vectors are cached (a GPU
+        # machine with JAX alone): those two say so themselves when it is.
         vectors = (
             embeddings.pretrained_embeddings(config, tokens) if config.pretrain_embeddings else None
         )

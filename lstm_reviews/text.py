@@ -1,7 +1,9 @@
 """Text to token ids and back to batches' rows: the one path every part of the project shares.
 
     standardize_review   raw text -> lowercase words (TF string ops, so it runs in a SavedModel)
-    build_vectorizer     a TextVectorization adapted on the training split: the vocabulary
+    Vectorizer           standardize, split, look up: texts -> ids, on TensorFlow whatever
+                         the Keras backend (the SavedModel carries its lookup table)
+    build_vectorizer     a Vectorizer adapted on the training split: the vocabulary
     vectorizer_from_vocabulary   the same vectorizer again, from a saved vocabulary
     encode               texts -> token ids, one <int32>[tokens] array per text
     keep_last_tokens     a review cut to max_length keeps its end
@@ -20,6 +22,7 @@ Id 0 is padding and never a token; id 1 is [UNK].
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 
 import keras  # with the JAX, PyTorch or NumPy backend this does not load TensorFlow
@@ -54,30 +57,75 @@ def standardize_review(text):
     return text
 
 
-def _text_vectorization(**kwargs):
-    return keras.layers.TextVectorization(
-        standardize=standardize_review, split="whitespace", output_mode="int", ragged=True, **kwargs
-    )
+class Vectorizer:
+    """Raw text -> token ids with TensorFlow ops alone, whatever the Keras backend.
+
+    The ids of keras.layers.TextVectorization(standardize=standardize_review,
+    split="whitespace", output_mode="int", ragged=True) with the same vocabulary, which that
+    layer can only give under the TensorFlow backend: standardize_review, split on
+    whitespace, then one lookup table: '' -> 0 (padding), '[UNK]' and unknown words -> 1, the
+    vocabulary's other words -> their index.
+
+    Call: texts <string>[batch] (or a list of str) -> ragged <int64>[batch, (tokens)].
+    `table` is the lookup table, a TensorFlow resource: a SavedModel must track it.
+    """
+
+    def __init__(self, vocabulary: Sequence[str]):
+        import tensorflow as tf
+
+        vocabulary = [str(token) for token in vocabulary]
+        if vocabulary[:2] != [PADDING, UNKNOWN]:
+            raise ValueError(f"a vocabulary starts with {[PADDING, UNKNOWN]}, got {vocabulary[:2]}")
+        self._vocabulary = vocabulary
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(vocabulary, tf.string), tf.range(len(vocabulary), dtype=tf.int64)
+            ),
+            default_value=1,  # [UNK]
+        )
+
+    def __call__(self, texts):
+        import tensorflow as tf
+
+        words = tf.strings.split(standardize_review(tf.convert_to_tensor(texts, tf.string)))
+        return tf.ragged.map_flat_values(self.table.lookup, words)
+
+    def get_vocabulary(self) -> list:
+        """The tokens by id: '' (padding) and '[UNK]' first."""
+        return list(self._vocabulary)
+
+    def vocabulary_size(self) -> int:
+        return len(self._vocabulary)
 
 
-def build_vectorizer(texts: Sequence[str], vocab_size: int):
-    """A TextVectorization adapted on `texts` (the training split only).
+def build_vectorizer(texts: Sequence[str], vocab_size: int) -> Vectorizer:
+    """A Vectorizer whose vocabulary is adapted on `texts` (the training split only).
 
-    Output: <int32> ragged [batch, (tokens)]; 0 is padding, 1 is [UNK]. vocab_size counts both.
+    The vocab_size - 2 most frequent words after '' and '[UNK]', ties broken as
+    TextVectorization.adapt breaks them (the later token, by its UTF-8 bytes, first): the
+    vocabulary, and so the ids, are the ones that layer gives. Worked example: "b a", "a c"
+    with vocab_size 4 -> ['', '[UNK]', 'a', 'c'] ("c" beats "b" at one count each).
     """
     import tensorflow as tf
 
-    vectorizer = _text_vectorization(max_tokens=vocab_size)
-    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(1024))
-    return vectorizer
+    counts = collections.Counter()
+    words = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string)).batch(1024)
+    words = words.map(lambda batch: tf.strings.split(standardize_review(batch)).flat_values)
+    for batch in words.prefetch(2):
+        unique, _, count = tf.unique_with_counts(batch)
+        counts.update(dict(zip(unique.numpy().tolist(), count.numpy().tolist())))
+    for special in (PADDING, UNKNOWN):  # TextVectorization never learns them as words
+        counts.pop(special.encode(), None)
+    tokens = np.array(list(counts), dtype=object)
+    frequencies = np.array(list(counts.values()), dtype=np.int64)
+    # keras' IndexLookup.finalize_state: by count, then by token, both descending.
+    order = np.lexsort((tokens, frequencies))[::-1][: max(vocab_size - 2, 0)]
+    return Vectorizer([PADDING, UNKNOWN] + [token.decode("utf-8") for token in tokens[order]])
 
 
-def vectorizer_from_vocabulary(vocabulary: Sequence[str]):
+def vectorizer_from_vocabulary(vocabulary: Sequence[str]) -> Vectorizer:
     """The vectorizer for a saved vocabulary ('' and '[UNK]' first, as get_vocabulary() gives)."""
-    vocabulary = list(vocabulary)
-    if vocabulary[:2] == [PADDING, UNKNOWN]:
-        vocabulary = vocabulary[2:]  # TextVectorization adds the padding and OOV entries itself
-    return _text_vectorization(vocabulary=vocabulary)
+    return Vectorizer(vocabulary)
 
 
 def encode(vectorizer, texts: Sequence[str], batch_size: int = 2048) -> list:

@@ -79,10 +79,14 @@ def _source_identity(config) -> dict:
 def token_settings(config) -> dict:
     """Everything the token cache depends on: the Config fields that feed it (config.TOKENS),
     the data named by what it is rather than by the option's text, the standardization."""
+    return {**_settings_but_data(config), "data": _source_identity(config)}
+
+
+def _settings_but_data(config) -> dict:
+    """token_settings less the data's identity: what a token cache given as --data must match."""
     settings = cache_settings(config, TOKENS)
-    settings.update(
-        format=_CACHE_FORMAT, data=_source_identity(config), standardize=text.STANDARDIZE_VERSION
-    )
+    settings.pop("data")
+    settings.update(format=_CACHE_FORMAT, standardize=text.STANDARDIZE_VERSION)
     return settings
 
 
@@ -145,9 +149,37 @@ def _percentiles(lengths: np.ndarray) -> dict:
     return {str(q): int(np.percentile(lengths, q)) for q in (50, 90, 95, 99)}
 
 
+def names_token_cache(data) -> bool:
+    """Whether --data names a token cache (tokens-<hash>.npz) rather than the reviews."""
+    return bool(data) and Path(data).suffix == ".npz"
+
+
+def _given_token_cache(config) -> TokenData:
+    """The token cache --data names, made elsewhere (where TensorFlow and the reviews are),
+    if made with this config's settings; its settings stay the key of the caches made from it
+    (unlabeled ids, word vectors, language model), so those are found beside it."""
+    data = load_token_cache(config.data)
+    wanted = _settings_but_data(config)
+    stored = {name: data.settings.get(name) for name in wanted}
+    if stored != wanted:
+        differing = ", ".join(
+            f"{name} {stored[name]!r} (here {wanted[name]!r})"
+            for name in wanted
+            if stored[name] != wanted[name]
+        )
+        raise UserError(
+            f"--data {config.data}: a token cache made with other settings: {differing}"
+        )
+    data.report["cache"] = {"path": str(config.data), "hit": True, "given": True}
+    return data
+
+
 def prepare_tokens(config) -> TokenData:
-    """The vectorized splits: from the token cache if it has these settings, else built
-    (read, split, adapt on train, vectorize) and cached atomically."""
+    """The vectorized splits: the token cache --data names; else from the token cache if it
+    has these settings, else built (read, split, adapt on train, vectorize) and cached
+    atomically."""
+    if names_token_cache(config.data):
+        return _given_token_cache(config)
     settings = token_settings(config)
     if "download" in settings["data"]:
         imdb.find_imdb(config.data)  # download now, so the key names the file that was used
@@ -218,6 +250,13 @@ def unlabeled_ids(config, tokens: TokenData) -> list:
     path = Path(config.cache_dir) / f"unlabeled-{short_hash(tokens.settings)}.npz"
 
     def build():
+        if names_token_cache(config.data):
+            raise UserError(
+                f"the unlabeled reviews' token ids are not cached at {path}, beside the token "
+                f"cache --data {config.data}: make them where the reviews are "
+                "(python -m lstm_reviews.gpu_bundle), or pass --no-pretrain-embeddings "
+                "--lm-epochs 0"
+            )
         require_tensorflow(
             "the unlabeled reviews' token ids", path, "--no-pretrain-embeddings --lm-epochs 0"
         )

@@ -27,6 +27,8 @@ from lstm_reviews.errors import UserError, run_command
 from lstm_reviews.model import build_model, compile_model
 from lstm_reviews.rundir import MODEL, RunDir
 
+# Keras' dtype policy of each --mixed-precision choice.
+POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 # Accuracy is what we report, so it picks the best epoch and stops training.
 MONITOR, MONITOR_MODE = "val_accuracy", "max"
 # Backups within an epoch keep the weights of at most this many batches ago; Keras then
@@ -53,9 +55,7 @@ def set_up_backend(config: Config) -> None:
         tf = _tensorflow_or_none()
         if tf is not None:
             tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy(
-        "mixed_float16" if config.mixed_precision else "float32"
-    )
+    keras.mixed_precision.set_global_policy(POLICIES[config.mixed_precision])
 
 
 def describe_device() -> str:
@@ -104,9 +104,16 @@ def initialize_reader(model: keras.Model, config: Config, token_data) -> None:
 
 
 def evaluate(model: keras.Model, dataset) -> dict:
-    """{"loss", "accuracy"} of `model` over all batches of `dataset`."""
+    """{"loss", "accuracy"} of `model` over the reviews of `dataset`'s batches, padding rows
+    (weight 0) left out: the mean cross-entropy and accuracy per review.
+
+    With fixed shapes "loss" is the cross_entropy metric (model.compile_model): Keras' own
+    "loss" averages the batches' losses, each batch counted by its rows, padding rows
+    included. With dynamic shapes (no padding rows, no such metric) it is Keras' own.
+    """
     results = model.evaluate(dataset, return_dict=True, verbose=0)
-    return {"loss": float(results["loss"]), "accuracy": float(results["accuracy"])}
+    loss = results["cross_entropy"] if "cross_entropy" in results else results["loss"]
+    return {"loss": float(loss), "accuracy": float(results["accuracy"])}
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -299,11 +306,19 @@ def train_and_evaluate(
         f"{len(token_data.test)} test; vocabulary {len(vocabulary)} tokens"
     )
 
-    train_batches = batches.make_batches(token_data.train, config, shuffle=True)
-    validation_batches = batches.make_batches(token_data.validation, config, shuffle=False)
-    test_batches = batches.make_batches(token_data.test, config, shuffle=False)
+    # Fixed shapes: the training split's length buckets serve every split, one set of batch
+    # lengths. Dynamic: None, each split buckets its own reviews.
+    boundaries = batches.split_boundaries(token_data.train, config)
+    train_batches = batches.make_batches(token_data.train, config, boundaries, train=True)
+    validation_batches = batches.make_batches(token_data.validation, config, boundaries)
+    test_batches = batches.make_batches(token_data.test, config, boundaries)
+    if boundaries is None:
+        print("Batch lengths: each batch's longest review (dynamic shapes)")
+    else:
+        print(f"Batch lengths (length buckets): {[bound - 1 for bound in boundaries]}")
 
-    # Bucketing makes the count vary a little between epochs: the schedule needs only its scale.
+    # Bucketing makes the count vary a little between epochs (fixed shapes: a bucket's last
+    # batch topped up): the schedule needs only its scale, the one the recipe was measured with.
     steps_per_epoch = -(-len(token_data.train) // config.batch_size)
     model = compile_model(build_model(config, len(vocabulary)), config, steps_per_epoch)
     if epochs_done:  # BackupAndRestore brings the weights back: no fresh start to make

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from lstm_reviews.config import Config, build_parser, config_from_args
+from lstm_reviews.errors import UserError
 from lstm_reviews.rundir import RunDir
 
 
@@ -30,6 +31,7 @@ def test_args_override_defaults_and_round_trip_through_json(tmp_path):
         (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
         (["--validation-split", "0"], "--validation-split must be in (0, 1)"),
         (["--source", "csv"], "invalid choice: 'csv'"),
+        (["--mixed-precision", "float8"], "invalid choice: 'float8'"),
     ],
 )
 def test_bad_values_exit_2_with_the_value_named(argv, message, capsys):
@@ -37,3 +39,35 @@ def test_bad_values_exit_2_with_the_value_named(argv, message, capsys):
         config_from_args(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_mixed_precision_is_a_choice_and_an_old_bool_still_reads(tmp_path):
+    assert config_from_args(["--mixed-precision", "bfloat16"]).mixed_precision == "bfloat16"
+    assert Config().mixed_precision == "off"
+    # config.json files of older versions hold a bool: true meant float16.
+    for old, new in ((True, "float16"), (False, "off")):
+        (tmp_path / "config.json").write_text(json.dumps({"units": 8, "mixed_precision": old}))
+        assert RunDir(tmp_path).read_config().mixed_precision == new
+    assert Config(mixed_precision=True) == Config(mixed_precision="float16")
+
+
+def test_batch_shapes_is_a_choice_that_feeds_no_cache_and_is_not_resumable():
+    from lstm_reviews.config import LANGUAGE_MODEL, TOKENS, VECTORS, cache_settings
+
+    assert Config().batch_shapes == "auto"
+    assert config_from_args(["--batch-shapes", "fixed"]).batch_shapes == "fixed"
+    with pytest.raises(UserError, match="--batch-shapes must be one of auto, fixed, dynamic"):
+        Config(batch_shapes="static")
+    field = Config.__dataclass_fields__["batch_shapes"]
+    assert not field.metadata["resumable"] and field.metadata["feeds"] == ()
+    # The language model's cache follows what it resolves to (pretrain.reader_settings).
+    for cache in (TOKENS, VECTORS, LANGUAGE_MODEL):
+        assert "batch_shapes" not in cache_settings(Config(), cache)
+
+
+def test_eval_batch_size_is_positive_and_resumable():
+    assert config_from_args(["--eval-batch-size", "256"]).eval_batch_size == 256
+    assert config_from_args([]).eval_batch_size is None  # None: --batch-size
+    assert Config.__dataclass_fields__["eval_batch_size"].metadata["resumable"]
+    with pytest.raises(UserError, match="--eval-batch-size must be positive"):
+        Config(eval_batch_size=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -16,7 +15,15 @@ import pytest
 from conftest import write_tiny_imdb
 
 from lstm_reviews import imdb, text
-from lstm_reviews.batches import NumpyBatches, make_dataset, padding_share
+from lstm_reviews.batches import (
+    NumpyBatches,
+    bucket_boundaries,
+    by_length,
+    fixed_shapes,
+    make_batches,
+    make_dataset,
+    padding_share,
+)
 from lstm_reviews.config import Config
 from lstm_reviews.errors import UserError
 from lstm_reviews.imdb import (
@@ -376,27 +383,50 @@ def test_vectorizer_adapts_on_the_given_texts_only_and_round_trips_its_vocabular
     rebuilt = vectorizer_from_vocabulary(vocabulary)
     assert rebuilt.get_vocabulary() == vocabulary
     assert rebuilt(["Good zebra FILM!"]).numpy().tolist() == ids
+    # The docstring's worked example: ties go to the later token.
+    assert build_vectorizer(["b a", "a c"], 4).get_vocabulary() == ["", "[UNK]", "a", "c"]
 
 
-def test_a_model_holding_the_vectorizer_saves_and_loads(tmp_path):
+# Ties in count at the vocabulary's cut, accents, apostrophes, HTML, empty and unknown text.
+TRICKY_TEXTS = [
+    "Naïve naive NAÏVE café cafe Café é e ë",
+    "Don't <br />stop!! It's 'quoted' — really?",
+    "",
+    "   ",
+    "zz yy xx ww vv uu tt ss rr qq",
+    "qq rr ss tt uu vv ww xx yy zz ÿ ÿ",
+    "[UNK] <i>unk</i>",
+]
+
+
+@pytest.mark.parametrize("vocab_size", [12, 25, 1000])
+def test_vectorizer_gives_text_vectorizations_vocabulary_and_ids(tiny_imdb, tmp_path, vocab_size):
+    # Today's token ids, as keras.layers.TextVectorization gave them, must not move.
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the reference, TextVectorization(ragged=True), needs the TensorFlow backend")
     import tensorflow as tf
 
-    vectorizer = vectorizer_from_vocabulary(["", "[UNK]", "don't", "!", "great", "movie"])
-    texts = keras.Input(shape=(1,), dtype="string")
-    model = keras.Model(texts, vectorizer(texts))
-    model.save(tmp_path / "vectorizer.keras")
-    config = json.loads(zipfile_read(tmp_path / "vectorizer.keras", "config.json"))
-    assert "lstm_reviews>standardize_review" in json.dumps(config)
-    loaded = keras.saving.load_model(tmp_path / "vectorizer.keras")
-    batch = tf.constant([["A great movie, DON'T miss it!<br />"]])
-    assert loaded(batch).to_list() == model(batch).to_list() == [[1, 4, 5, 2, 1, 1, 3]]
-
-
-def zipfile_read(path, member) -> str:
-    import zipfile
-
-    with zipfile.ZipFile(path) as archive:
-        return archive.read(member).decode()
+    texts = load_imdb(_config(tiny_imdb, tmp_path)).train.texts + TRICKY_TEXTS
+    reference = keras.layers.TextVectorization(
+        max_tokens=vocab_size,
+        standardize=standardize_review,
+        split="whitespace",
+        output_mode="int",
+        ragged=True,
+    )
+    reference.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(7))
+    ours = build_vectorizer(texts, vocab_size)
+    vocabulary = [str(token) for token in reference.get_vocabulary()]
+    assert ours.get_vocabulary() == vocabulary
+    assert len(vocabulary) == min(vocab_size, len(vocabulary)) and len(vocabulary) > 10
+    unseen = ["Brand-new wörds, never adapted on", "naïve CAFÉ!"]
+    for vectorizer in (ours, vectorizer_from_vocabulary(vocabulary)):
+        got = vectorizer(texts + unseen)
+        assert got.dtype == tf.int64
+        assert got.to_list() == reference(texts + unseen).to_list()
+    assert text.encode(ours, texts) and [ids.tolist() for ids in text.encode(ours, texts)] == [
+        ids for ids in reference(texts).to_list()
+    ]
 
 
 # --------------------------------------------------------------------------- batches
@@ -419,10 +449,18 @@ def test_keep_last_tokens_keeps_the_end():
 def _batches(split, bucket, make, **kwargs):
     if make == "tf":
         return [
-            (x.numpy(), y.numpy()) for x, y in make_dataset(split, 8, 30, bucket=bucket, **kwargs)
+            tuple(part.numpy() for part in batch)
+            for batch in make_dataset(split, 8, 30, bucket=bucket, **kwargs)
         ]
     batches = NumpyBatches(split, 8, 30, bucket=bucket, **kwargs)
     return [batches[i] for i in range(len(batches))]
+
+
+def test_bucket_boundaries_worked_example():
+    assert bucket_boundaries(np.array([3, 5, 9, 40]), 40, num_buckets=2) == [8, 41]
+    # Never a bucket padded to 0 steps; the last bound always above max_length.
+    assert bucket_boundaries(np.array([0, 0, 0, 1]), 5, num_buckets=4) == [2, 6]
+    assert bucket_boundaries(np.array([], int), 5) == [6]
 
 
 @pytest.mark.parametrize("make", ["tf", "numpy"])
@@ -434,13 +472,18 @@ def test_batches_are_right_padded_truncated_at_the_front_and_bucketing_cuts_padd
     }
     batches = _batches(split, True, make, shuffle=True, seed=4)
     seen = 0
-    for ids, labels in batches:
-        assert ids.dtype == np.int32 and labels.dtype == np.float32 and ids.shape[1] <= 30
-        for row, label in zip(ids, labels):
+    for ids, labels, weights in batches:
+        assert ids.dtype == np.int32 and labels.dtype == weights.dtype == np.float32
+        assert ids.shape[0] == labels.shape[0] == weights.shape[0] == 8 and ids.shape[1] <= 30
+        for row, label, weight in zip(ids, labels, weights):
+            if weight == 0:  # a padding row: nothing in it
+                assert not row.any() and label == 0
+                continue
             kept = row[row != 0]
             assert (row[len(kept) :] == 0).all()  # padding only at the right
             original, original_label = by_content[tuple(kept.tolist())]
             assert kept.tolist() == original[-30:].tolist() and label == original_label
+            assert weight == 1
             seen += 1
     assert seen == 200
     assert padding_share(batches) < 0.5 * padding_share(_batches(split, False, make))
@@ -454,9 +497,154 @@ def test_numpy_batches_equal_the_tf_data_batches():
         assert len(tf_batches) == len(np_batches)
 
         def as_set(batches):
-            return sorted((x.tobytes(), x.shape, y.tobytes()) for x, y in batches)
+            return sorted(
+                tuple((part.tobytes(), part.shape) for part in batch) for batch in batches
+            )
 
         assert as_set(tf_batches) == as_set(np_batches)
+
+
+def _distinct_reviews(lengths, seed=0) -> TokenSplit:
+    """Reviews told apart by their last token, 100 + their index (cut keeps the end)."""
+    split = _token_split(lengths, seed)
+    for k, ids in enumerate(split.ids):
+        if len(ids):
+            ids[-1] = 100 + k
+    return split
+
+
+def _epoch(batches, make):
+    """One epoch of (ids, labels, weights) as numpy; NumpyBatches then moves to the next."""
+    if make == "tf":
+        return [tuple(part.numpy() for part in batch) for batch in batches]
+    items = [batches[i] for i in range(len(batches))]
+    batches.on_epoch_end()
+    return items
+
+
+@pytest.mark.parametrize("make", ["tf", "numpy"])
+def test_every_review_once_per_epoch_in_one_shape_per_bucket(make):
+    rng = np.random.default_rng(5)
+    splits = {
+        name: _distinct_reviews(rng.integers(1, 90, size=size), seed)
+        for seed, (name, size) in enumerate((("train", 300), ("validation", 70), ("test", 130)))
+    }
+    max_length, batch_size, eval_batch_size = 64, 16, 24
+    boundaries = bucket_boundaries(
+        np.minimum([len(ids) for ids in splits["train"].ids], max_length), max_length, 6
+    )
+    assert boundaries[-1] == max_length + 1 and len(boundaries) >= 5
+    shapes = set()
+    for name, split in splits.items():
+        train = name == "train"
+        size = batch_size if train else eval_batch_size
+        kwargs = dict(shuffle=train, seed=3, boundaries=boundaries)
+        if make == "tf":
+            batches = make_dataset(split, size, max_length, **kwargs)
+        else:
+            batches = NumpyBatches(split, size, max_length, **kwargs)
+        epochs = [_epoch(batches, make) for _ in range(2 if train else 1)]
+        for items in epochs:
+            seen = []
+            for ids, _, weights in items:
+                assert ids.shape[0] == size and ids.shape[1] + 1 in boundaries
+                shapes.add((train, ids.shape))
+                for row, weight in zip(ids, weights):
+                    kept = row[row != 0]
+                    if weight == 0:
+                        assert not kept.size
+                        continue
+                    # The shortest bucket that holds the review: its bound - 1 is the length.
+                    assert ids.shape[1] + 1 == next(b for b in boundaries if b > len(kept))
+                    seen.append(int(kept[-1]) - 100)
+            assert sorted(seen) == list(range(len(split))), name  # each review exactly once
+        if train:  # reshuffled, yet of the same shapes
+            assert [x.tobytes() for x, _, _ in epochs[0]] != [x.tobytes() for x, _, _ in epochs[1]]
+            assert sorted(x.shape for x, _, _ in epochs[0]) == sorted(
+                x.shape for x, _, _ in epochs[1]
+            )
+    # One shape per bucket and batch size: at most 2 x buckets for train + evaluation.
+    assert len(shapes) <= 2 * len(boundaries)
+    assert {shape for train, shape in shapes if train} <= {(batch_size, b - 1) for b in boundaries}
+
+
+@pytest.mark.parametrize("bucket", [True, False])
+@pytest.mark.parametrize("make", ["tf", "numpy"])
+def test_dynamic_batches_are_padded_to_their_longest_review_with_no_padding_rows(make, bucket):
+    # batch_shapes "dynamic" (and "auto" under TensorFlow): the batches made before fixed
+    # shapes. Each batch padded to its own longest review, no weights, no padding rows; with
+    # bucketing, each bucket (about equally many of this split's reviews) has one short batch.
+    lengths = np.random.default_rng(6).integers(1, 45, size=150)
+    split = _distinct_reviews(lengths)
+    kwargs = dict(shuffle=True, seed=4, bucket=bucket, fixed=False)
+    if make == "tf":
+        items = [tuple(part.numpy() for part in b) for b in make_dataset(split, 8, 30, **kwargs)]
+    else:
+        batches = NumpyBatches(split, 8, 30, **kwargs)
+        items = [batches[i] for i in range(len(batches))]
+    cut = np.minimum(lengths, 30)
+    quantiles = np.quantile(cut, np.linspace(0, 1, 17)[1:-1])
+    bounds = sorted({int(q) + 1 for q in quantiles}) if bucket else []
+    sizes, seen = {}, []
+    for item in items:
+        assert len(item) == 2  # (ids, labels): no weights
+        ids, labels = item
+        assert ids.dtype == np.int32 and labels.dtype == np.float32
+        row_lengths = (ids != 0).sum(axis=1)
+        assert row_lengths.min() > 0 and ids.shape[1] == row_lengths.max()
+        (bucket_index,) = set(np.searchsorted(bounds, row_lengths, side="right").tolist())
+        sizes.setdefault(bucket_index, []).append(len(ids))
+        seen += [int(row[row != 0][-1]) - 100 for row in ids]
+    assert sorted(seen) == list(range(150))  # each review once
+    counts = np.bincount(np.searchsorted(bounds, cut, side="right"))
+    for bucket_index, batch_sizes in sizes.items():
+        count = int(counts[bucket_index])
+        expected = [8] * (count // 8) + ([count % 8] if count % 8 else [])
+        assert sorted(batch_sizes, reverse=True) == expected, bucket_index
+    if not bucket:  # in order of the shuffle: only the last batch short
+        assert [len(ids) for ids, _ in items] == [8] * 18 + [6]
+
+
+def test_batch_shapes_auto_is_fixed_except_under_tensorflow(monkeypatch, tmp_path):
+    assert fixed_shapes(Config(batch_shapes="fixed"))
+    assert not fixed_shapes(Config(batch_shapes="dynamic"))
+    for backend, fixed in (("tensorflow", False), ("jax", True), ("torch", True)):
+        monkeypatch.setattr(keras.backend, "backend", lambda backend=backend: backend)
+        assert fixed_shapes(Config()) == fixed, backend
+    monkeypatch.undo()
+    # make_batches follows the setting; dynamic evaluation batches are --batch-size rows
+    # unless --eval-batch-size says otherwise.
+    split = _token_split(np.random.default_rng(7).integers(1, 45, size=40))
+    config = Config(max_length=30, batch_size=8, batch_shapes="dynamic")
+    made = make_batches(split, config, None)
+    items = [made[i] for i in range(len(made))] if isinstance(made, NumpyBatches) else list(made)
+    assert {len(item) for item in items} == {2} and max(len(ids) for ids, _ in items) == 8
+    config = dataclasses.replace(config, batch_shapes="fixed", eval_batch_size=16)
+    boundaries = bucket_boundaries(np.minimum([len(x) for x in split.ids], 30), 30)
+    made = make_batches(split, config, boundaries)
+    items = [made[i] for i in range(len(made))] if isinstance(made, NumpyBatches) else list(made)
+    assert {len(item) for item in items} == {3} and {len(ids) for ids, _, _ in items} == {16}
+
+
+def test_prediction_batches_by_length_have_a_bounded_number_of_shapes():
+    reviews = [np.arange(2, 5), np.arange(2, 22), np.arange(2, 7), np.zeros(0, np.int32)]
+    worked = [(ids.shape, rows) for ids, rows in by_length(reviews, 2)]
+    assert worked == [((2, 16), [0, 2]), ((1, 32), [1])]  # the docstring's example
+    lengths = np.random.default_rng(3).integers(1, 601, size=900)
+    reviews = [np.full(n, 7, np.int32) for n in lengths]
+    seen, shapes = [], set()
+    for ids, rows in by_length(reviews, 64):
+        shapes.add(ids.shape)
+        assert ids.shape[1] % 16 == 0 and (ids != 0).sum(axis=1).tolist() == lengths[rows].tolist()
+        seen += rows
+    assert sorted(seen) == list(range(900))
+    assert len(shapes) <= 600 // 16 + 1 + 1  # 38 lengths, and the last, short batch
+
+
+def test_boundaries_must_cover_max_length():
+    split = _token_split([3, 5])
+    with pytest.raises(ValueError, match="above max_length 10"):
+        NumpyBatches(split, 4, 10, boundaries=[4, 10])
 
 
 def test_numpy_batches_reshuffle_each_epoch_with_a_fixed_length():
@@ -534,7 +722,7 @@ from lstm_reviews.batches import NumpyBatches
 from lstm_reviews.tokens import load_token_cache
 tokens = load_token_cache({str(token_cache_path(config))!r})
 batches = NumpyBatches(tokens.train, 16, 40, shuffle=True, seed=0)
-ids, labels = batches[0]
+ids, labels, weights = batches[0]
 print(len(tokens.train), len(tokens.test), len(tokens.vocabulary), ids.dtype, labels.dtype,
       "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import keras
@@ -87,18 +88,86 @@ def test_batches_are_seeded_and_shaped():
     probabilities = pretrain.sampling_probabilities(pieces, 50, power=0.75)
     first = pretrain.LanguageModelBatches(pieces, probabilities, batch_size=4, seed=7, negatives=64)
     again = pretrain.LanguageModelBatches(pieces, probabilities, batch_size=4, seed=7, negatives=64)
+    assert len(pieces) % 4 == 1  # the last batch is short: 1 piece and 3 padding pieces
     assert len(first) == -(-len(pieces) // 4)
-    inputs, targets = first[0]
-    same, _ = again[0]
+    inputs, targets, weights = first[0]
+    same, _, _ = again[0]
     for name in ("token_ids", "next_ids", "previous_ids", "negative_ids"):
         np.testing.assert_array_equal(inputs[name], same[name])
     assert inputs["token_ids"].shape == (4, 8) and targets.shape == (4,)
     assert inputs["negative_ids"].shape == (4, 64)
     assert inputs["negative_ids"].min() >= 2 and inputs["negative_ids"].max() < 40
     np.testing.assert_array_equal(inputs["next_ids"][:, :-1], inputs["token_ids"][:, 1:])
-    first.on_epoch_end()
-    reshuffled, _ = first[0]
+    assert weights.tolist() == [1.0] * 4
+    # One shape for every batch; each piece exactly once per epoch, padding pieces weigh 0.
+    for epoch in range(2):
+        seen = []
+        for k in range(len(first)):
+            inputs, targets, weights = first[k]
+            shapes = {name: value.shape for name, value in inputs.items()}
+            assert shapes == {name: value.shape for name, value in same.items()}
+            assert weights.shape == targets.shape == (4,)
+            real = weights == 1.0
+            assert not inputs["token_ids"][~real].any() and set(weights[~real]) <= {0.0}
+            seen += [row.tobytes() for row in inputs["token_ids"][real]]
+        assert sorted(seen) == sorted(piece.tobytes() for piece in pieces), epoch
+        first.on_epoch_end()
+    reshuffled, _, _ = first[0]
     assert not np.array_equal(reshuffled["negative_ids"], same["negative_ids"])
+
+
+def test_padding_pieces_change_neither_the_loss_nor_the_step(tmp_path):
+    # A short batch topped up with empty pieces of weight 0 trains exactly as the short one.
+    config = small_config(tmp_path, lm_batch_size=8, batch_shapes="fixed")
+    pieces = pretrain.chunk_reviews([np.arange(2, 40)] * 3, 8)[:5]
+    probabilities = pretrain.sampling_probabilities(pieces, 50, power=0.75)
+    inputs, targets, weights = pretrain.LanguageModelBatches(
+        pieces, probabilities, batch_size=8, seed=1, negatives=config.lm_negatives
+    )[0]
+    assert weights.tolist() == [1.0] * 5 + [0.0] * 3
+    results = []
+    for rows, sample_weight in ((slice(0, 8), weights), (slice(0, 5), None)):
+        keras.utils.set_random_seed(3)
+        model = pretrain.build_language_model(config, vocab_size=50)
+        pretrain._compile(model, config, steps=10)
+        part = {name: value[rows] for name, value in inputs.items()}
+        loss = model.train_on_batch(part, targets[rows], sample_weight=sample_weight)
+        results.append((loss, [keras.ops.convert_to_numpy(w) for w in model.weights]))
+    (padded_loss, padded_weights), (short_loss, short_weights) = results
+    assert padded_loss == pytest.approx(short_loss, rel=1e-5)
+    for padded, short in zip(padded_weights, short_weights, strict=True):
+        np.testing.assert_allclose(padded, short, rtol=1e-5, atol=1e-6)
+
+
+def test_dynamic_shapes_keep_the_short_last_batch_and_the_cache_format_1(tiny_imdb, tmp_path):
+    # batch_shapes "dynamic" (and "auto" under TensorFlow): the batches and the cache key of
+    # the code before fixed shapes, so the reader cache made then is still found.
+    pieces = pretrain.chunk_reviews([np.arange(2, 40)] * 5, 8)
+    probabilities = pretrain.sampling_probabilities(pieces, 50, power=0.75)
+    fixed, dynamic = (
+        pretrain.LanguageModelBatches(pieces, probabilities, 4, seed=7, negatives=64, fixed=f)
+        for f in (True, False)
+    )
+    assert len(fixed) == len(dynamic) == -(-len(pieces) // 4)
+    for k in range(len(dynamic)):
+        inputs, targets = dynamic[k]  # no weights
+        full, _, weights = fixed[k]
+        real = int(weights.sum())
+        assert targets.shape == (real,) and inputs["token_ids"].shape == (real, 8)
+        for name, value in inputs.items():
+            np.testing.assert_array_equal(value, full[name][:real])
+    assert len(pieces) % 4 == 1 and dynamic[len(dynamic) - 1][1].shape == (1,)
+
+    config = small_config(tmp_path, data=str(tiny_imdb), batch_shapes="dynamic")
+    tokens = prepare_tokens(config)
+    settings = pretrain.reader_settings(config, tokens)
+    assert settings["format"] == 1 and "batch_shapes" not in settings
+    fixed_settings = pretrain.reader_settings(
+        dataclasses.replace(config, batch_shapes="fixed"), tokens
+    )
+    assert fixed_settings == {**settings, "format": 2}
+    auto = pretrain.reader_settings(dataclasses.replace(config, batch_shapes="auto"), tokens)
+    assert auto == (settings if keras.backend.backend() == "tensorflow" else fixed_settings)
 
 
 def test_pretraining_learns_a_predictable_language(tmp_path):

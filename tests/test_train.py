@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -15,10 +16,11 @@ import numpy as np
 import pytest
 
 from lstm_reviews import embeddings, pretrain, train
-from lstm_reviews.batches import make_batches
+from lstm_reviews.batches import NumpyBatches, make_batches, make_dataset, split_boundaries
 from lstm_reviews.config import Config, config_from_args
 from lstm_reviews.rundir import RunDir
-from lstm_reviews.tokens import prepare_tokens
+from lstm_reviews.text import keep_last_tokens, pad
+from lstm_reviews.tokens import TokenSplit, load_token_cache, prepare_tokens
 
 TINY_ARGS = [
     "--vocab-size",
@@ -123,14 +125,55 @@ def test_one_training_step_changes_every_trainable_weight(tiny_imdb, tmp_path):
     train.set_up_backend(config)
     tokens = prepare_tokens(config)
     model = train.compile_model(train.build_model(config, len(tokens.vocabulary)), config)
-    ids, labels = next(iter(make_batches(tokens.train, config, shuffle=True)))
+    boundaries = split_boundaries(tokens.train, config)
+    # (ids, labels) with dynamic shapes (the default under TensorFlow), weights with fixed ones.
+    ids, labels, *weights = next(iter(make_batches(tokens.train, config, boundaries, train=True)))
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
-    logs = model.train_on_batch(ids, labels, return_dict=True)
+    logs = model.train_on_batch(ids, labels, sample_weight=(weights or [None])[0], return_dict=True)
     assert math.isfinite(logs["loss"]) and 0.0 <= logs["accuracy"] <= 1.0
     after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
     assert len(before) == 9  # embedding, 2 x (kernel, recurrent kernel, bias), logit kernel, bias
     for weight, old, new in zip(model.trainable_weights, before, after):
         assert not np.array_equal(old, new), f"{weight.path} did not change"
+
+
+@pytest.mark.parametrize("make", ["tf", "numpy"])
+def test_evaluation_leaves_the_padding_rows_out(make):
+    # The padded, bucketed evaluation gives the accuracy and loss of the reviews alone.
+    config = Config(
+        vocab_size=50,
+        max_length=30,
+        embedding_dim=8,
+        units=4,
+        eval_batch_size=16,
+        batch_shapes="fixed",
+    )
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 45, size=70)
+    split = TokenSplit(
+        [rng.integers(2, 50, size=n).astype(np.int32) for n in lengths],
+        rng.integers(0, 2, size=70).astype(np.int32),
+    )
+    keras.utils.set_random_seed(1)
+    model = train.compile_model(train.build_model(config, 50), config)
+    model.set_weights([w * 4 for w in model.get_weights()])  # logits well away from 0
+    boundaries = split_boundaries(split, config)
+    if make == "tf":
+        made = make_dataset(split, 16, 30, boundaries=boundaries)
+        padding_rows = sum(int((w.numpy() == 0).sum()) for _, _, w in made)
+    else:
+        made = NumpyBatches(split, 16, 30, boundaries=boundaries)
+        padding_rows = sum(int((made[k][2] == 0).sum()) for k in range(len(made)))
+    assert padding_rows >= 16  # a good share of the rows are padding: they must not count
+    result = train.evaluate(model, made)
+
+    # The reference: all reviews in one batch of no padding rows (padding steps only).
+    ids = pad([keep_last_tokens(review, 30) for review in split.ids])
+    logits = keras.ops.convert_to_numpy(model.predict_on_batch(ids))[:, 0].astype(np.float64)
+    labels = split.labels
+    assert result["accuracy"] == pytest.approx(np.mean((logits > 0) == labels), abs=1e-6)
+    cross_entropy = np.mean(np.logaddexp(0.0, logits) - labels * logits)
+    assert result["loss"] == pytest.approx(cross_entropy, rel=1e-5)
 
 
 class Interrupt(Exception):
@@ -346,7 +389,11 @@ def test_trains_under_jax_without_tensorflow(tiny_imdb, tmp_path):
     pytest.importorskip("jax", reason="the JAX backend is not installed")
     # max_length 8 cuts nearly every tiny review to 8 tokens: few distinct batch shapes, so
     # few XLA compilations (JAX compiles the step once per shape).
-    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--max-length", "8")
+    # Fixed shapes on both sides ("auto" would be dynamic here, fixed under JAX): the
+    # language-model cache made here is the one the JAX run looks for.
+    argv = tiny_argv(
+        tiny_imdb, tmp_path, "--epochs", "1", "--max-length", "8", "--batch-shapes", "fixed"
+    )
     config = config_from_args(argv)
     # The caches, made with TensorFlow: token ids, the word vectors, the language model.
     tokens = prepare_tokens(config)
@@ -364,3 +411,44 @@ def test_trains_under_jax_without_tensorflow(tiny_imdb, tmp_path):
     assert metrics["backend"] == "jax"
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["epochs"] == 1
     assert "KERAS_BACKEND=tensorflow python -m lstm_reviews.export" in result.stdout
+
+
+# A cold start under JAX with TensorFlow installed: the text side (token ids, unlabeled ids,
+# word vectors) runs on TensorFlow, the model on JAX.
+COLD_JAX_SCRIPT = """
+import sys
+from lstm_reviews import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_trains_under_jax_from_a_cold_start(tiny_imdb, tmp_path):
+    pytest.importorskip("jax", reason="the JAX backend is not installed")
+    argv = tiny_argv(
+        tiny_imdb, tmp_path, "--epochs", "1", "--lm-epochs", "1", "--eval-batch-size", "8"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", COLD_JAX_SCRIPT, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["backend"] == "jax" and metrics["epochs"] == 1
+    cache = tmp_path / "cache"
+    for kind in ("tokens", "unlabeled", "vectors", "reader"):
+        assert len(list(cache.glob(f"{kind}-*"))) == 1, kind  # each made under JAX
+    # The token ids made under JAX are those made here under the session's backend.
+    (made_under_jax,) = cache.glob("tokens-*.npz")
+    jax_tokens = load_token_cache(made_under_jax)
+    here = prepare_tokens(
+        dataclasses.replace(config_from_args(argv), cache_dir=str(tmp_path / "here"))
+    )
+    assert jax_tokens.vocabulary == here.vocabulary
+    for name in ("train", "validation", "test"):
+        assert [x.tolist() for x in getattr(jax_tokens, name).ids] == [
+            x.tolist() for x in getattr(here, name).ids
+        ]

@@ -1,0 +1,118 @@
+"""The caches a training run needs, made where TensorFlow is, for a GPU machine with JAX alone.
+
+    python -m lstm_reviews.gpu_bundle BUNDLE_DIR [training options]
+
+Where TensorFlow and the reviews are, this makes in BUNDLE_DIR what training would make
+first: the token ids, the unlabeled reviews' ids, the word vectors and the pretrained
+language model (with --language-model-on-gpu, the GPU pretrains it instead: minutes there,
+an hour on 2 CPU cores). It writes BUNDLE_DIR/train.sh, which trains under JAX from those
+files alone: `--data` names the token cache, `--cache-dir` the bundle, and the training
+options given here are repeated. Then:
+
+    carry BUNDLE_DIR (and this repository) to the GPU machine
+    sh BUNDLE_DIR/train.sh --output-dir runs/gpu      # PYTHON=... to pick the interpreter
+    bring runs/gpu back, and where TensorFlow is: python -m lstm_reviews.export runs/gpu
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+from lstm_reviews import embeddings, pretrain, tokens
+from lstm_reviews.config import Config, build_parser, option
+from lstm_reviews.errors import UserError, run_command
+
+# Where each machine keeps its own: the GPU run names its data, caches and outputs itself.
+_NOT_CARRIED = ("data", "cache_dir", "output_dir", "export_dir", "resume", "export")
+
+
+def training_options(config: Config) -> list:
+    """The command-line options that give `config`, defaults and _NOT_CARRIED left out.
+
+    Worked example: Config(units=8, bidirectional=False) -> ["--units", "8", "--no-bidirectional"].
+    """
+    argv = []
+    for field in dataclasses.fields(Config):
+        value = getattr(config, field.name)
+        if field.name in _NOT_CARRIED or value == field.default:
+            continue
+        if isinstance(value, bool):
+            argv.append(option(field.name) if value else "--no-" + option(field.name)[2:])
+        else:
+            argv += [option(field.name), str(value)]
+    return argv
+
+
+def make_bundle(config: Config, language_model: bool = True) -> Path:
+    """Makes every cache training on `config` reads, in config.cache_dir; writes train.sh.
+
+    Returns the path of train.sh.
+    """
+    bundle = Path(config.cache_dir)
+    token_data = tokens.prepare_tokens(config)
+    if config.pretrain_embeddings or config.lm_epochs:
+        tokens.unlabeled_ids(config, token_data)
+    if config.pretrain_embeddings:
+        embeddings.pretrained_embeddings(config, token_data)
+    if config.lm_epochs and language_model:
+        # train.sh trains under JAX, where "auto" batch shapes are fixed: the language model's
+        # batches (and so its cache) as the GPU run would make them.
+        shapes = "fixed" if config.batch_shapes == "auto" else config.batch_shapes
+        pretrain.reader_weights(dataclasses.replace(config, batch_shapes=shapes), token_data)
+    token_cache = tokens.token_cache_path(config, token_data.settings)
+    command = [
+        '"${PYTHON:-python}"',
+        "-m",
+        "lstm_reviews.train",
+        "--data",
+        f'"$bundle/{token_cache.name}"',
+        "--cache-dir",
+        '"$bundle"',
+        *map(shlex.quote, training_options(config)),
+        '"$@"',
+    ]
+    script = bundle / "train.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        "# Made by python -m lstm_reviews.gpu_bundle: trains under JAX from the caches beside\n"
+        "# this file, without TensorFlow or the reviews. More options may follow.\n"
+        'bundle="$(cd "$(dirname "$0")" && pwd)"\n'
+        "export KERAS_BACKEND=jax\n"
+        "exec " + " ".join(command) + "\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return script
+
+
+def main(argv=None) -> int:
+    parser = build_parser(
+        description="Make the caches of a training run in BUNDLE_DIR, for training under JAX "
+        "on a machine without TensorFlow (BUNDLE_DIR/train.sh).",
+        prog="python -m lstm_reviews.gpu_bundle",
+    )
+    parser.add_argument("bundle_dir", metavar="BUNDLE_DIR", help="where the caches go")
+    parser.add_argument(
+        "--language-model-on-gpu",
+        action="store_true",
+        help="leave the language-model pretraining to the GPU run",
+    )
+    values = vars(parser.parse_args(argv))
+    bundle_dir, on_gpu = values.pop("bundle_dir"), values.pop("language_model_on_gpu")
+    try:
+        config = Config(**{**values, "cache_dir": bundle_dir})
+    except UserError as error:
+        parser.error(str(error))
+
+    def body():
+        script = make_bundle(config, language_model=not on_gpu)
+        print(f"Bundle ready in {script.parent}; on the GPU machine: sh {script} [options]")
+
+    return run_command(body, on_interrupt=lambda: "Interrupted: the bundle may be incomplete.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

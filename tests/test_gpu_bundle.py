@@ -1,0 +1,104 @@
+"""The GPU recipe on this CPU: caches made here, training under JAX without TensorFlow or the
+reviews from those caches alone, the run exported back here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serving_helpers import keras_probabilities
+
+from lstm_reviews import gpu_bundle
+from lstm_reviews.config import Config, config_from_args
+from lstm_reviews.errors import UserError
+from lstm_reviews.tokens import prepare_tokens
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+TINY = [
+    "--vocab-size",
+    "50",
+    "--max-length",
+    "40",
+    "--embedding-dim",
+    "8",
+    "--units",
+    "4",
+    "--batch-size",
+    "8",
+    "--eval-batch-size",
+    "16",
+    "--lm-epochs",
+    "1",
+    "--epochs",
+    "1",
+]
+
+
+def test_training_options_worked_example_and_round_trip():
+    config = Config(units=8, bidirectional=False)
+    assert gpu_bundle.training_options(config) == ["--units", "8", "--no-bidirectional"]
+    config = config_from_args(TINY + ["--mixed-precision", "bfloat16", "--learning-rate", "3e-4"])
+    again = config_from_args(gpu_bundle.training_options(config))
+    assert again == config  # data, caches and outputs are at their defaults in both
+    carried = config_from_args(["--data", "x", "--output-dir", "y", "--no-export"])
+    assert gpu_bundle.training_options(carried) == []  # each machine names its own
+
+
+def test_a_token_cache_as_data_must_match_the_settings(tiny_imdb, tmp_path):
+    config = config_from_args(TINY + ["--data", str(tiny_imdb), "--cache-dir", str(tmp_path)])
+    made = prepare_tokens(config)
+    (path,) = tmp_path.glob("tokens-*.npz")
+    given = prepare_tokens(dataclasses.replace(config, data=str(path)))
+    assert given.settings == made.settings and given.vocabulary == made.vocabulary
+    with pytest.raises(UserError, match=r"other settings: vocab_size 50 \(here 60\)"):
+        prepare_tokens(dataclasses.replace(config, data=str(path), vocab_size=60))
+
+
+def test_trained_under_jax_from_the_bundle_alone_then_exported_here(tiny_imdb, tmp_path):
+    pytest.importorskip("jax", reason="the JAX backend is not installed")
+    bundle = tmp_path / "bundle"
+    assert gpu_bundle.main([*TINY, "--data", str(tiny_imdb), str(bundle)]) == 0
+    for kind in ("tokens", "unlabeled", "vectors", "reader"):
+        assert len(list(bundle.glob(f"{kind}-*"))) == 1, kind
+    shutil.rmtree(tiny_imdb)  # the GPU machine has no reviews...
+    no_tensorflow = tmp_path / "no_tensorflow" / "tensorflow"  # ...and no TensorFlow
+    no_tensorflow.mkdir(parents=True)
+    (no_tensorflow / "__init__.py").write_text('raise ImportError("no TensorFlow here")\n')
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PYTHONPATH": os.pathsep.join([str(no_tensorflow.parent), str(REPOSITORY)]),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    run = tmp_path / "run"
+    result = subprocess.run(
+        ["sh", str(bundle / "train.sh"), "--output-dir", str(run)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "TensorBoard logs skipped" in result.stdout  # TensorFlow really was missing
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["backend"] == "jax" and metrics["test_reviews"] == 40
+    assert not list(bundle.glob("*-backup"))  # nothing made again: the caches were used
+    assert len(list(bundle.glob("reader-*"))) == 1
+
+    from lstm_reviews.export import export_saved_model
+
+    exported = export_saved_model(run, tmp_path / "served")
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
+    texts = ["An amazing, wonderful film.", "Awful and boring."]
+    served = serve(reviews=tf.constant(texts))["probability"].numpy()
+    np.testing.assert_allclose(served, keras_probabilities(run, texts), rtol=1e-5, atol=1e-6)
