@@ -75,9 +75,7 @@ def plot_trace(tokens: list, trace: dict, path, title: str = "") -> None:
     rows = len(tokens)
     height = max(2.5, 0.22 * rows + 1.5)
     figure = Figure()
-    axes = figure.subplots(
-        1, 3, sharey=True, gridspec_kw={"width_ratios": [3, 1, 1]}
-    )
+    axes = figure.subplots(1, 3, sharey=True, gridspec_kw={"width_ratios": [3, 1, 1]})
     figure.set_size_inches(7.5, height)
     gates = np.stack([trace[f"{gate}_mean"] for gate in GATES], axis=1)
     columns = [
