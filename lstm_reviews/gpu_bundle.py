@@ -5,7 +5,7 @@
 Where TensorFlow and the reviews are, this makes in BUNDLE_DIR what training would make
 first: the token ids, the unlabeled reviews' ids, the word vectors and the pretrained
 language model (with --language-model-on-gpu, the GPU pretrains it instead: minutes there,
-an hour on 2 CPU cores). It writes BUNDLE_DIR/train.sh, which trains under JAX from those
+about 20 minutes on 2 CPU cores). It writes BUNDLE_DIR/train.sh, which trains under JAX from those
 files alone: `--data` names the token cache, `--cache-dir` the bundle, and the training
 options given here are repeated. Then:
 
