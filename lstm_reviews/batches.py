@@ -53,15 +53,22 @@ def eval_batch_size(config) -> int:
     return config.eval_batch_size or config.batch_size
 
 
+def _quantile_bounds(lengths: np.ndarray, num_buckets: int) -> list:
+    """Exclusive upper bounds at the inner quantiles of `lengths`: buckets of about equally
+    many reviews (none for no lengths)."""
+    if not len(lengths):
+        return []
+    quantiles = np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:-1])
+    return [int(q) + 1 for q in quantiles]
+
+
 def _own_boundaries(lengths: np.ndarray, num_buckets: int = NUM_BUCKETS) -> list:
     """Dynamic shapes: exclusive upper bounds of buckets of about equally many `lengths`; a
     review past the last bound goes to one more bucket."""
     lengths = np.asarray(lengths)
     if not len(lengths):
         return [1]
-    quantiles = np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:-1])
-    boundaries = sorted({int(q) + 1 for q in quantiles})
-    return boundaries or [int(lengths.max()) + 1]
+    return sorted(set(_quantile_bounds(lengths, num_buckets))) or [int(lengths.max()) + 1]
 
 
 def bucket_boundaries(lengths: np.ndarray, max_length: int, num_buckets: int = NUM_BUCKETS) -> list:
@@ -73,12 +80,9 @@ def bucket_boundaries(lengths: np.ndarray, max_length: int, num_buckets: int = N
     max_length 40, 2 buckets: the median 7 gives [8, 41]; reviews of 3 and 5 tokens are padded
     to 7, those of 9 and 40 to 40.
     """
-    lengths = np.asarray(lengths)
-    quantiles = (
-        np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:-1]) if len(lengths) else []
-    )
+    bounds = _quantile_bounds(np.asarray(lengths), num_buckets)
     # At least 2: a bucket padded to 0 steps would give the LSTM nothing to run over.
-    return sorted({max(int(q) + 1, 2) for q in quantiles} | {max_length + 1})
+    return sorted({max(bound, 2) for bound in bounds} | {max_length + 1})
 
 
 def _truncated(split: TokenSplit, max_length: int):
@@ -123,6 +127,8 @@ def make_dataset(
     ids, lengths = _truncated(split, max_length)
     if fixed:
         boundaries = _boundaries(lengths, max_length, bucket, boundaries)
+    elif bucket:
+        boundaries = _own_boundaries(lengths)
     all_ids = tf.constant(flat(ids))
     ends = np.cumsum(lengths)
     labels = split.labels.astype(np.float32)
@@ -132,30 +138,22 @@ def make_dataset(
     dataset = dataset.map(lambda start, end, label: (all_ids[start:end], label))
     if shuffle:
         dataset = dataset.shuffle(max(len(ids), 1), seed=seed, reshuffle_each_iteration=True)
-    if not fixed:
-        if bucket:
-            boundaries = _own_boundaries(lengths)
-            dataset = dataset.bucket_by_sequence_length(
-                element_length_func=lambda ids, label: tf.shape(ids)[0],
-                bucket_boundaries=boundaries,
-                bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-                padded_shapes=([None], []),
-                padding_values=(0, 0.0),
-            )
-        else:
-            dataset = dataset.padded_batch(
-                batch_size, padded_shapes=([None], []), padding_values=(0, 0.0)
-            )
+    if not fixed and not bucket:
+        dataset = dataset.padded_batch(
+            batch_size, padded_shapes=([None], []), padding_values=(0, 0.0)
+        )
         return dataset.prefetch(tf.data.AUTOTUNE)
     dataset = dataset.bucket_by_sequence_length(
         element_length_func=lambda ids, label: tf.shape(ids)[0],
         bucket_boundaries=boundaries,
-        # tf.data keeps a bucket past the last bound: no review reaches it (all < its bound).
+        # tf.data keeps a bucket past the last bound: with fixed shapes no review reaches it.
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
         padded_shapes=([None], []),
         padding_values=(0, 0.0),
-        pad_to_bucket_boundary=True,
+        pad_to_bucket_boundary=fixed,
     )
+    if not fixed:
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
     def fill(ids, labels):  # a bucket's last batch may be short: padding rows of weight 0
         missing = batch_size - tf.shape(ids)[0]

@@ -4,8 +4,8 @@
 
 Where TensorFlow and the reviews are, this makes in BUNDLE_DIR what training would make
 first: the token ids, the unlabeled reviews' ids, the word vectors and the pretrained
-language model (with --language-model-on-gpu, the GPU pretrains it instead: minutes there,
-about 20 minutes on 2 CPU cores). It writes BUNDLE_DIR/train.sh, which trains under JAX from those
+language model (with --language-model-on-gpu, the GPU pretrains it instead; it takes about
+20 minutes on 2 CPU cores). It writes BUNDLE_DIR/train.sh, which trains under JAX from those
 files alone: `--data` names the token cache, `--cache-dir` the bundle, and the training
 options given here are repeated. Then:
 
@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from lstm_reviews import embeddings, pretrain, tokens
+from lstm_reviews.cache import write_text_atomically
 from lstm_reviews.config import Config, build_parser, option
 from lstm_reviews.errors import UserError, run_command
 
@@ -75,14 +76,14 @@ def make_bundle(config: Config, language_model: bool = True) -> Path:
         '"$@"',
     ]
     script = bundle / "train.sh"
-    script.write_text(
+    write_text_atomically(
+        script,
         "#!/bin/sh\n"
         "# Made by python -m lstm_reviews.gpu_bundle: trains under JAX from the caches beside\n"
         "# this file, without TensorFlow or the reviews. More options may follow.\n"
         'bundle="$(cd "$(dirname "$0")" && pwd)"\n'
         "export KERAS_BACKEND=jax\n"
         "exec " + " ".join(command) + "\n",
-        encoding="utf-8",
     )
     script.chmod(0o755)
     return script
@@ -111,7 +112,12 @@ def main(argv=None) -> int:
         script = make_bundle(config, language_model=not on_gpu)
         print(f"Bundle ready in {script.parent}; on the GPU machine: sh {script} [options]")
 
-    return run_command(body, on_interrupt=lambda: "Interrupted: the bundle may be incomplete.")
+    return run_command(
+        body,
+        on_interrupt=lambda: (
+            "Interrupted: the caches made so far are kept; the same command finishes the bundle."
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from lstm_reviews.cache import cached, short_hash, write_atomically
 from lstm_reviews.config import LANGUAGE_MODEL, cache_settings
 from lstm_reviews.errors import UserError
 from lstm_reviews.model import READER_LAYERS, reader_layers
+from lstm_reviews.text import pad
 
 BACKUP_EVERY_BATCHES = 200  # a killed pretraining loses at most this many steps
 FIRST_WORD_ID = 2  # 0 is padding, 1 is [UNK]: neither is a word to predict
@@ -57,15 +58,12 @@ def chunk_reviews(ids: Sequence[np.ndarray], length: int) -> np.ndarray:
     """
     if length <= 0:
         raise ValueError(f"chunk length must be positive, got {length}")
-    pieces = []
-    for review in ids:
-        review = np.asarray(review, np.int32)
-        for start in range(0, len(review), length):
-            piece = np.zeros(length, np.int32)
-            part = review[start : start + length]
-            piece[: len(part)] = part
-            pieces.append(piece)
-    return np.stack(pieces) if pieces else np.zeros((0, length), np.int32)
+    pieces = [
+        np.asarray(review, np.int32)[start : start + length]
+        for review in ids
+        for start in range(0, len(review), length)
+    ]
+    return pad(pieces, length=length)
 
 
 def sampling_probabilities(pieces: np.ndarray, vocab_size: int, power: float) -> np.ndarray:

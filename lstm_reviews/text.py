@@ -22,7 +22,6 @@ Id 0 is padding and never a token; id 1 is [UNK].
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Sequence
 
 import keras  # with the JAX, PyTorch or NumPy backend this does not load TensorFlow
@@ -101,26 +100,17 @@ class Vectorizer:
 def build_vectorizer(texts: Sequence[str], vocab_size: int) -> Vectorizer:
     """A Vectorizer whose vocabulary is adapted on `texts` (the training split only).
 
-    The vocab_size - 2 most frequent words after '' and '[UNK]', ties broken as
-    TextVectorization.adapt breaks them (the later token, by its UTF-8 bytes, first): the
-    vocabulary, and so the ids, are the ones that layer gives. Worked example: "b a", "a c"
-    with vocab_size 4 -> ['', '[UNK]', 'a', 'c'] ("c" beats "b" at one count each).
+    Keras' TextVectorization learns the vocabulary (the vocab_size - 2 most frequent words
+    after '' and '[UNK]'); only its ragged output is TensorFlow-backend-only, so the adapting
+    layer is dense and the Vectorizer does the lookup. Runs under any Keras backend.
     """
     import tensorflow as tf
 
-    counts = collections.Counter()
-    words = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string)).batch(1024)
-    words = words.map(lambda batch: tf.strings.split(standardize_review(batch)).flat_values)
-    for batch in words.prefetch(2):
-        unique, _, count = tf.unique_with_counts(batch)
-        counts.update(dict(zip(unique.numpy().tolist(), count.numpy().tolist())))
-    for special in (PADDING, UNKNOWN):  # TextVectorization never learns them as words
-        counts.pop(special.encode(), None)
-    tokens = np.array(list(counts), dtype=object)
-    frequencies = np.array(list(counts.values()), dtype=np.int64)
-    # keras' IndexLookup.finalize_state: by count, then by token, both descending.
-    order = np.lexsort((tokens, frequencies))[::-1][: max(vocab_size - 2, 0)]
-    return Vectorizer([PADDING, UNKNOWN] + [token.decode("utf-8") for token in tokens[order]])
+    layer = keras.layers.TextVectorization(
+        max_tokens=vocab_size, standardize=standardize_review, split="whitespace"
+    )
+    layer.adapt(tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string)).batch(1024))
+    return Vectorizer([str(token) for token in layer.get_vocabulary()])
 
 
 def vectorizer_from_vocabulary(vocabulary: Sequence[str]) -> Vectorizer:

@@ -383,7 +383,7 @@ def test_vectorizer_adapts_on_the_given_texts_only_and_round_trips_its_vocabular
     rebuilt = vectorizer_from_vocabulary(vocabulary)
     assert rebuilt.get_vocabulary() == vocabulary
     assert rebuilt(["Good zebra FILM!"]).numpy().tolist() == ids
-    # The docstring's worked example: ties go to the later token.
+    # Keras' adapt breaks ties by the later token; the Vectorizer keeps its order.
     assert build_vectorizer(["b a", "a c"], 4).get_vocabulary() == ["", "[UNK]", "a", "c"]
 
 
