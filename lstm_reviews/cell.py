@@ -39,6 +39,19 @@ from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 GATE_NAMES = ("h", "c", "input_gate", "forget_gate", "output_gate", "candidate")
 
 
+def check_cell_arguments(units, dropout, recurrent_dropout) -> int:
+    """ValueError naming a bad argument; returns units as a plain int (JSON-serializable)."""
+    # numbers.Integral also admits NumPy integers; bool is an int but never meant.
+    if not isinstance(units, numbers.Integral) or isinstance(units, bool) or units <= 0:
+        raise ValueError(f"`units` must be a positive integer, got {units!r}")
+    for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+        # Type first: comparing a string such as "0.5" would raise a bare TypeError.
+        is_number = isinstance(rate, numbers.Real) and not isinstance(rate, bool)
+        if not is_number or not 0.0 <= rate < 1.0:
+            raise ValueError(f"`{name}` must be a number in [0, 1), got {rate!r}")
+    return int(units)
+
+
 @keras.saving.register_keras_serializable(package="lstm_reviews")
 class LSTMCell(keras.layers.Layer, DropoutRNNCell):
     """One LSTM step, for use in `keras.layers.RNN` (and so in `Bidirectional`).
@@ -70,15 +83,7 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         seed=None,
         **kwargs,
     ):
-        # numbers.Integral also admits NumPy integers; bool is an int but never meant.
-        if not isinstance(units, numbers.Integral) or isinstance(units, bool) or units <= 0:
-            raise ValueError(f"`units` must be a positive integer, got {units!r}")
-        units = int(units)  # a plain int keeps get_config JSON-serializable
-        for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            # Type first: comparing a string such as "0.5" would raise a bare TypeError.
-            is_number = isinstance(rate, numbers.Real) and not isinstance(rate, bool)
-            if not is_number or not 0.0 <= rate < 1.0:
-                raise ValueError(f"`{name}` must be a number in [0, 1), got {rate!r}")
+        units = check_cell_arguments(units, dropout, recurrent_dropout)
         super().__init__(**kwargs)
         self.units = units
         self.use_bias = use_bias
@@ -94,35 +99,37 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         self.output_size = units * len(GATE_NAMES) if return_gates else units
         self.state_size = [self.output_size, units]  # [h (or the whole output), c]
 
+    # The weight blocks' order (columns of kernel, recurrent_kernel and bias): Keras' LSTM's.
+    GATE_BLOCKS = ("i", "f", "c", "o")
+
     def build(self, input_shape):
         input_dim = input_shape[-1]
+        width = len(self.GATE_BLOCKS) * self.units
         self.kernel = self.add_weight(
-            shape=(input_dim, 4 * self.units), name="kernel", initializer=self.kernel_initializer
+            shape=(input_dim, width), name="kernel", initializer=self.kernel_initializer
         )
         self.recurrent_kernel = self.add_weight(
-            shape=(self.units, 4 * self.units),
+            shape=(self.units, width),
             name="recurrent_kernel",
             initializer=self.recurrent_initializer,
         )
         if self.use_bias:
-            self.bias = self.add_weight(
-                shape=(4 * self.units,), name="bias", initializer=self._initial_bias
-            )
+            self.bias = self.add_weight(shape=(width,), name="bias", initializer=self._initial_bias)
         else:
             self.bias = None
 
     def _initial_bias(self, shape, dtype=None):
-        """b = [b_i, b_f, b_c, b_o], with b_f = 1 when unit_forget_bias."""
+        """b, one block per GATE_BLOCKS entry, with b_f = 1 when unit_forget_bias."""
         if not self.unit_forget_bias:
             return self.bias_initializer(shape, dtype=dtype)
-        units = self.units
-        return ops.concatenate(
-            [
-                self.bias_initializer((units,), dtype=dtype),
-                keras.initializers.Ones()((units,), dtype=dtype),
-                self.bias_initializer((2 * units,), dtype=dtype),
-            ]
-        )
+        before = self.GATE_BLOCKS.index("f") * self.units
+        after = shape[0] - before - self.units
+        blocks = [
+            self.bias_initializer((before,), dtype=dtype) if before else None,
+            keras.initializers.Ones()((self.units,), dtype=dtype),
+            self.bias_initializer((after,), dtype=dtype) if after else None,
+        ]
+        return ops.concatenate([block for block in blocks if block is not None])
 
     def call(self, inputs, states, training=False):
         """inputs: <float>[batch, input_dim]; states: [h, c], each <float>[batch, units].
@@ -130,22 +137,7 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         With return_gates, states[0] is the previous output <float>[batch, 6 * units],
         which starts with h_{t-1}.
         """
-        h_tm1 = self._h_part(states[0])  # previous hidden state
-        c_tm1 = states[1]  # previous cell state
-
-        if training and self.dropout > 0.0:
-            inputs = inputs * self.get_dropout_mask(inputs)
-        if training and self.recurrent_dropout > 0.0:
-            # RNN draws this mask once per sequence, in the shape of states[0].
-            h_tm1_for_gates = h_tm1 * self._h_part(self.get_recurrent_dropout_mask(states[0]))
-        else:
-            h_tm1_for_gates = h_tm1
-
-        # All four pre-activations from one product each for x and h: fused is
-        # 1.5x faster on a GPU than eight small products.
-        z = ops.matmul(inputs, self.kernel) + ops.matmul(h_tm1_for_gates, self.recurrent_kernel)
-        if self.use_bias:
-            z = z + self.bias
+        z, c_tm1 = self._preactivations(inputs, states, training)
         z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
 
         input_gate = ops.sigmoid(z_i)  # i_t
@@ -154,7 +146,29 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         output_gate = ops.sigmoid(z_o)  # o_t
         c = forget_gate * c_tm1 + input_gate * candidate  # c_t
         h = output_gate * ops.tanh(c)  # h_t
+        return self._step_result(h, c, input_gate, forget_gate, output_gate, candidate)
 
+    def _preactivations(self, inputs, states, training):
+        """(z_t = x_t·W + h_{t-1}·U + b <float>[batch, blocks * units], c_{t-1}), dropout
+        applied: one input mask and one recurrent mask per sequence, as in Keras."""
+        h_tm1 = self._h_part(states[0])  # previous hidden state
+        c_tm1 = states[1]  # previous cell state
+
+        if training and self.dropout > 0.0:
+            inputs = inputs * self.get_dropout_mask(inputs)
+        if training and self.recurrent_dropout > 0.0:
+            # RNN draws this mask once per sequence, in the shape of states[0].
+            h_tm1 = h_tm1 * self._h_part(self.get_recurrent_dropout_mask(states[0]))
+
+        # All the pre-activations from one product each for x and h: fused is
+        # 1.5x faster on a GPU than eight small products.
+        z = ops.matmul(inputs, self.kernel) + ops.matmul(h_tm1, self.recurrent_kernel)
+        if self.use_bias:
+            z = z + self.bias
+        return z, c_tm1
+
+    def _step_result(self, h, c, input_gate, forget_gate, output_gate, candidate):
+        """(output, new states): h_t, or with return_gates all six parts in GATE_NAMES order."""
         if self.return_gates:
             output = ops.concatenate(
                 [h, c, input_gate, forget_gate, output_gate, candidate], axis=-1

@@ -1,11 +1,12 @@
 """What the LSTM does as it reads a review: its gates, its cell state, its running verdict.
 
 How. The run's model.keras is loaded as trained and never retrained. An inspection model is
-built beside it: the same embedding layer, then RNN(LSTMCell(units, return_gates=True),
-return_sequences=True) holding a copy of the trained recurrent weights. The trained layer
-may be RNN(our LSTMCell) or keras.layers.LSTM (same weight layout, so the copy needs no
-conversion), alone or inside Bidirectional. Its outputs at token t are h_t, c_t and the
-gates i_t, f_t, o_t and candidate c̃_t (see lstm_reviews.cell).
+built beside it: the same embedding layer, then RNN(the trained cell's twin with
+return_gates=True, return_sequences=True) holding a copy of the trained recurrent weights.
+The trained layer may be RNN(any of our cells, lstm_reviews.variants) or keras.layers.LSTM
+(our LSTMCell's weight layout, so the copy needs no conversion), alone or inside
+Bidirectional. Its outputs at token t are h_t, c_t and the gates i_t, f_t, o_t and candidate
+c̃_t (see lstm_reviews.cell; for the GRU, c = h, f = z, i = 1 - z, o = 1: lstm_reviews.variants).
 
 Bidirectional models: the gates shown are the forward direction's, the one that reads the
 review in reading order; the backward direction reads it from the end.
@@ -35,9 +36,10 @@ import numpy as np
 from keras import ops
 
 from lstm_reviews import batches, imdb, text
-from lstm_reviews.cell import LSTMCell, split_gates
+from lstm_reviews.cell import split_gates
 from lstm_reviews.errors import UserError
 from lstm_reviews.rundir import Run
+from lstm_reviews.variants import gates_twin
 
 DEFAULT_WORDS = ("amazing", "awesome", "this", "give", "all", "should")
 GATES = ("input_gate", "forget_gate", "output_gate")
@@ -70,7 +72,7 @@ def forward_recurrent_layer(model: keras.Model):
 
 
 def _check_standard_lstm(layer) -> None:
-    """Our cell computes sigmoid gates and tanh content only: refuse anything else."""
+    """Our cells, or Keras' LSTM with sigmoid gates and tanh content: refuse anything else."""
     from lstm_reviews.ledger import check_cell
 
     if layer.go_backwards:
@@ -82,7 +84,7 @@ def _check_standard_lstm(layer) -> None:
 
 
 def build_inspector(model: keras.Model) -> Inspector:
-    """The inspection model: trained embedding -> RNN(LSTMCell(return_gates=True)), trained weights.
+    """The inspection model: trained embedding -> RNN(the cell's gates_twin), trained weights.
 
     gates_model: ids <int32>[batch, time] -> <float32>[batch, time, 6 * units], the
     concatenation [h, c, input_gate, forget_gate, output_gate, candidate] of the forward
@@ -91,12 +93,12 @@ def build_inspector(model: keras.Model) -> Inspector:
     layer, bidirectional = forward_recurrent_layer(model)
     _check_standard_lstm(layer)
     trained_cell = layer.cell
-    cell = LSTMCell(trained_cell.units, use_bias=trained_cell.use_bias, return_gates=True)
+    cell = gates_twin(trained_cell)
     rnn = keras.layers.RNN(cell, return_sequences=True, name="lstm_gates")
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     # The trained embedding layer itself: its mask (ids != 0) reaches the RNN as in training.
     sequence = rnn(model.get_layer("embedding")(ids))
-    # kernel, recurrent_kernel[, bias]: keras.layers.LSTM's layout is our cell's.
+    # The same layout: keras.layers.LSTM's is our LSTMCell's; a variant's twin is its class.
     cell.set_weights(trained_cell.get_weights())
     gates_model = keras.Model(ids, sequence, name="lstm_gates")
     return Inspector(model, gates_model, trained_cell.units, bidirectional)

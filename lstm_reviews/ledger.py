@@ -9,6 +9,12 @@ read), with units u, review length L and every array below <[units]> at one step
     c_τ = Σ_{t≤τ} (Π_{k=t+1..τ} f_k) ⊙ w_t   the cell is a sum of decayed writes
     h_τ = a_τ ⊙ c_τ,   a_τ = o_τ ⊙ tanh(c_τ) / c_τ   (a_τ = o_τ where c_τ = 0)
 
+The variants of lstm_reviews.variants fit it as they are. The peephole cell's gates read the
+cell, but the sums above take the gates' recorded values, so they hold unchanged; the coupled
+cell writes w_t = (1 - f_t) ⊙ c̃_t; the GRU's update gate is f (c = h, w_t = (1 - z_t) ⊙ h̃_t)
+and its h is its cell read out whole: a_τ = 1. In every case a_τ = h_τ / c_τ, which is how
+it is computed.
+
 The head, dropout off, is linear in the pooled h: logit = v · pooled + bias, pooled =
 max over real steps of h ("max"), or [max, mean] ("max_mean"). Once the gates and the step
 each unit's max picks (argmax, the first on ties) are fixed, the max is a selection and the
@@ -52,9 +58,10 @@ import numpy as np
 from keras import ops
 
 from lstm_reviews import batches
-from lstm_reviews.cell import GATE_NAMES, LSTMCell
+from lstm_reviews.cell import GATE_NAMES
 from lstm_reviews.model import MaskedTimePooling
 from lstm_reviews.text import pad
+from lstm_reviews.variants import CELLS, gates_twin
 
 DIRECTION_NAMES = ("forward", "backward")
 # A float64 log of a forget gate that underflowed to 0: e^-690 ≈ 1e-300, gone either way.
@@ -65,14 +72,15 @@ _LOG_FLOOR = 1e-300
 
 
 def check_cell(layer) -> None:
-    """Our cell or Keras' with sigmoid gates and tanh content: the algebra above holds."""
+    """One of our cells (lstm_reviews.variants.CELLS), or Keras' LSTM with sigmoid gates and
+    tanh content: the algebra above holds."""
     cell = getattr(layer, "cell", None)
-    if isinstance(cell, LSTMCell):
+    if isinstance(cell, tuple(CELLS.values())):
         return
     if not isinstance(cell, keras.layers.LSTMCell):
         raise ValueError(
-            f"layer {layer.name!r} has a {type(cell).__name__}; expected "
-            f"lstm_reviews.cell.LSTMCell or keras.layers.LSTM"
+            f"layer {layer.name!r} has a {type(cell).__name__}; expected one of "
+            f"lstm_reviews' cells ({', '.join(CELLS)}) or keras.layers.LSTM"
         )
     activations = (
         keras.activations.serialize(cell.activation),
@@ -156,8 +164,9 @@ def _head(model: keras.Model):
 
 
 def build_gate_model(model: keras.Model) -> keras.Model:
-    """The trained embedding, then per direction RNN(LSTMCell(return_gates=True)) holding a
-    copy of that direction's trained weights (keras.layers.LSTM's layout is our cell's).
+    """The trained embedding, then per direction RNN(its cell's twin with return_gates=True,
+    variants.gates_twin) holding a copy of that direction's trained weights
+    (keras.layers.LSTM's layout is our LSTMCell's).
 
     Inputs: "token_ids" <int32>[batch, time] right-padded with 0, and for a bidirectional
     model also "reversed_ids" <int32>[batch, time], each row's real tokens reversed (still
@@ -172,7 +181,7 @@ def build_gate_model(model: keras.Model) -> keras.Model:
         trained = layer.cell
         # The variables' dtype (float32 under mixed_float16): gates for inspection need it.
         dtype = trained.variable_dtype
-        cell = LSTMCell(trained.units, use_bias=trained.use_bias, return_gates=True, dtype=dtype)
+        cell = gates_twin(trained, dtype=dtype)
         rnn = keras.layers.RNN(cell, return_sequences=True, dtype=dtype, name=f"{direction}_gates")
         ids = keras.Input(shape=(None,), dtype="int32", name=input_name)
         # The trained embedding itself: its mask (ids != 0) keeps padding unread.
@@ -180,7 +189,7 @@ def build_gate_model(model: keras.Model) -> keras.Model:
         inputs.append(ids)
         copies.append((cell, trained))
     for cell, trained in copies:
-        cell.set_weights(trained.get_weights())  # kernel, recurrent_kernel[, bias]
+        cell.set_weights(trained.get_weights())  # the same layout, peepholes included
     return keras.Model(inputs, outputs, name="ledger_gates")
 
 
@@ -255,6 +264,13 @@ def _tanh_ratio(c):
     return np.where(small, 1.0 - c * c / 3.0, np.tanh(c) / np.where(small, 1.0, c))
 
 
+def _readout(h, c, o):
+    """a with h = a ⊙ c, from the recorded states: o ⊙ tanh(c) / c for the LSTM family, 1
+    for the GRU (its h is its cell). Where c is ~0, its limit o ⊙ (1 - c²/3)."""
+    small = np.abs(c) < 1e-8
+    return np.where(small, o * _tanh_ratio(c), h / np.where(small, 1.0, c))
+
+
 def _half_life(abs_w, forget, lengths, retention):
     """<float64>[batch, time] half-lives, NaN where censored or the write is 0 (reading order).
 
@@ -304,8 +320,9 @@ def _direction_ledger(parts, v_max, v_mean, lengths, mask, argmax, backward):
     reading_mask = mask  # a right-padded row stays right-padded when its real tokens reverse
     step = (lengths[:, None] - 1 - argmax) if backward else argmax  # <[batch, units]>
     picked = np.arange(time)[None, :, None] == step[:, None, :]
+    h = to_reading(parts["h"])
     w = i * candidate
-    a = o * _tanh_ratio(c)
+    a = _readout(h, c, o)
     coefficient = v_max * picked + v_mean / np.maximum(lengths, 1)[:, None, None]
     kappa = np.where(reading_mask[..., None], a * coefficient, 0.0)
 

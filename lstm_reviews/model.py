@@ -2,7 +2,8 @@
 
     token_ids  <int32>[batch, time]          right-padded with 0
     embedding  <float>[batch, time, E]        mask: ids != 0, carried by Keras to the layers below
-    lstm       <float>[batch, time, H]        RNN(LSTMCell); H = units (2 * units bidirectional)
+    lstm       <float>[batch, time, H]        RNN(LSTMCell), or a variant's cell (--cell);
+                                              H = units (2 * units bidirectional)
     pooling    <float>[batch, P]              max over the review's real steps (P = H),
                                               or max and mean side by side (P = 2 * H)
     dropout    <float>[batch, P]
@@ -20,8 +21,8 @@ import ml_dtypes
 from keras import ops
 
 from lstm_reviews.batches import fixed_shapes
-from lstm_reviews.cell import LSTMCell
 from lstm_reviews.config import POOLING_MODES
+from lstm_reviews.variants import CELLS
 
 # The names reader_layers gives: the layers a language model pretrains for the classifier.
 READER_LAYERS = ("embedding", "lstm", "bidirectional_lstm")
@@ -96,7 +97,7 @@ def reader_layers(config, vocab_size: int):
     embedding = keras.layers.Embedding(
         vocab_size, config.embedding_dim, mask_zero=True, name="embedding"
     )
-    cell = LSTMCell(
+    cell = CELLS[config.cell](
         config.units,
         dropout=config.input_dropout,
         recurrent_dropout=config.recurrent_dropout,
