@@ -1,4 +1,5 @@
-"""Runs tests/test_cell.py again under each Keras backend this process is not using.
+"""Runs tests/test_cell.py and tests/test_variants.py again under each Keras backend this
+process is not using.
 
 The backend is fixed when Keras is first imported, so the other backend needs a fresh
 interpreter: `python -m pytest` alone thereby covers TensorFlow and JAX.
@@ -16,13 +17,16 @@ from pathlib import Path
 import keras
 import pytest
 
-CELL_TESTS = Path(__file__).with_name("test_cell.py")
+# Each file with the least number of tests it holds: fewer means some were lost.
+CELL_TESTS = {"test_cell.py": 40, "test_variants.py": 40}
 SUPPORTED = ("tensorflow", "jax")
 OTHER_BACKENDS = [backend for backend in SUPPORTED if backend != keras.backend.backend()]
 
 
+@pytest.mark.parametrize("file_name", CELL_TESTS)
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
-def test_cell_tests_pass_under_the_other_backend(backend, tmp_path):
+def test_cell_tests_pass_under_the_other_backend(backend, file_name, tmp_path):
+    tests = Path(__file__).with_name(file_name)
     report = tmp_path / "report.xml"
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
@@ -36,22 +40,23 @@ def test_cell_tests_pass_under_the_other_backend(backend, tmp_path):
             "-W",
             "ignore::DeprecationWarning",
             f"--junitxml={report}",
-            str(CELL_TESTS),
+            str(tests),
         ],
-        cwd=CELL_TESTS.parent.parent,
+        cwd=tests.parent.parent,
         env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
     output = result.stdout + result.stderr
-    assert result.returncode == 0, f"test_cell.py failed under {backend}:\n{output[-4000:]}"
+    assert result.returncode == 0, f"{file_name} failed under {backend}:\n{output[-4000:]}"
     passed = re.search(r"(\d+) passed", result.stdout)
     assert passed and int(passed.group(1)) > 0, output[-2000:]
 
     suite = ElementTree.parse(report).getroot().find("testsuite")
     counts = {key: int(suite.get(key)) for key in ("tests", "failures", "errors", "skipped")}
-    assert counts["tests"] >= 40 and counts["failures"] == counts["errors"] == 0, counts
+    assert counts["tests"] >= CELL_TESTS[file_name], counts
+    assert counts["failures"] == counts["errors"] == 0, counts
     assert counts["skipped"] == 0, counts  # nothing may hide behind a skip
     # The subprocess really ran on `backend`: this test asserts keras.backend.backend().
     backend_checks = [
