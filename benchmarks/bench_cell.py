@@ -1,4 +1,5 @@
-"""Throughput of RNN(LSTMCell) against keras.layers.LSTM in the same small classifier.
+"""Throughput of RNN(LSTMCell) against keras.layers.LSTM in the same small classifier;
+with --variants, also of the peephole, coupled and GRU cells (and keras.layers.GRU).
 
 Both models are Embedding(mask_zero=True) -> recurrent layer -> Dense(1) with the same
 weights, fed the same synthetic right-padded batches in one process. Each is warmed up
@@ -61,8 +62,17 @@ def build_parser():
         choices=BACKENDS,
         help="Keras backend (default: KERAS_BACKEND, else Keras' config)",
     )
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="also time RNN of the peephole, coupled and GRU cells, and keras.layers.GRU",
+    )
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write the results here")
     return parser
+
+
+# --variants: the extra models, timed in the same rounds; "ours" is our LSTMCell.
+VARIANT_KINDS = ("peephole", "coupled", "gru", "keras_gru")
 
 
 def synthetic_batches(count, batch_size, seq_len, vocab, seed):
@@ -83,19 +93,23 @@ def synthetic_batches(count, batch_size, seq_len, vocab, seed):
 
 
 def build_model(kind, args):
-    """Embedding -> RNN(LSTMCell) ("ours") or keras.layers.LSTM ("keras") -> Dense(1)."""
+    """Embedding -> recurrent layer -> Dense(1). kind: "ours" (RNN(LSTMCell)), "keras"
+    (keras.layers.LSTM), a variant of lstm_reviews.variants ("peephole", "coupled", "gru")
+    or "keras_gru" (keras.layers.GRU)."""
     import keras
 
-    from lstm_reviews.cell import LSTMCell
+    from lstm_reviews.variants import CELLS
 
     ids = keras.Input(shape=(args.seq_len,), dtype="int32", name="token_ids")
     x = keras.layers.Embedding(args.vocab, args.embedding_dim, mask_zero=True, name="embedding")(
         ids
     )
-    if kind == "ours":
-        recurrent = keras.layers.RNN(LSTMCell(args.units), name="lstm")
-    else:
+    if kind == "keras":
         recurrent = keras.layers.LSTM(args.units, name="lstm")
+    elif kind == "keras_gru":
+        recurrent = keras.layers.GRU(args.units, name="lstm")
+    else:
+        recurrent = keras.layers.RNN(CELLS["lstm" if kind == "ours" else kind](args.units))
     logit = keras.layers.Dense(1, name="logit")(recurrent(x))
     model = keras.Model(ids, logit, name=f"{kind}_lstm")
     model.compile(
@@ -120,6 +134,8 @@ def run(args):
     # weights need no seed anyway: "ours" gets a copy of "keras"'s.
     models = {"ours": build_model("ours", args), "keras": build_model("keras", args)}
     models["ours"].set_weights(models["keras"].get_weights())
+    for kind in VARIANT_KINDS if args.variants else ():
+        models[kind] = build_model(kind, args)
     batches = synthetic_batches(
         args.warmup + args.steps, args.batch_size, args.seq_len, args.vocab, args.seed
     )
@@ -140,7 +156,7 @@ def run(args):
     tokens = args.steps * args.batch_size * args.seq_len
     rates = {kind: {phase: [] for phase in steps} for kind in models}
     for repeat in range(args.repeats):
-        order = ["ours", "keras"] if repeat % 2 == 0 else ["keras", "ours"]
+        order = list(models) if repeat % 2 == 0 else list(models)[::-1]
         for phase, make in steps.items():
             for kind in order:
                 rates[kind][phase].append(tokens / _time(make(models[kind]), timed))
@@ -164,6 +180,11 @@ def run(args):
         "all_runs_tokens_per_second": rates,
         "ratio_ours_over_keras": {
             phase: median["ours"][phase] / median["keras"][phase] for phase in steps
+        },
+        # Each model's speed over our LSTM's, measured in the same rounds.
+        "ratio_over_ours": {
+            kind: {phase: median[kind][phase] / median["ours"][phase] for phase in steps}
+            for kind in models
         },
     }
 
@@ -198,11 +219,15 @@ def main(argv=None):
         f"{args.steps} steps x {args.repeats} repeats; max |ours - keras| prediction "
         f"{results['max_abs_prediction_difference']:.2e}"
     )
-    print(f"{'':8}{'train tokens/s':>16}{'infer tokens/s':>16}")
-    for kind in ("ours", "keras"):
-        print(f"{kind:8}{speed[kind]['train']:16,.0f}{speed[kind]['infer']:16,.0f}")
+    relative = results["ratio_over_ours"]
+    print(f"{'':10}{'train tokens/s':>16}{'infer tokens/s':>16}{'train / ours':>14}")
+    for kind in speed:
+        print(
+            f"{kind:10}{speed[kind]['train']:16,.0f}{speed[kind]['infer']:16,.0f}"
+            f"{relative[kind]['train']:14.2f}"
+        )
     ratio = results["ratio_ours_over_keras"]
-    print(f"{'ours/keras':8}{ratio['train']:16.2f}{ratio['infer']:16.2f}")
+    print(f"{'ours/keras':10}{ratio['train']:16.2f}{ratio['infer']:16.2f}")
     if args.json is not None:
         _write_json_atomically(args.json, results)
         print(f"wrote {args.json}")

@@ -77,3 +77,34 @@ def load_finished_run(nb: Setup):
 
     run = load_run(finished_run(nb))
     return dataclasses.replace(run, config=dataclasses.replace(run.config, data=nb.config.data))
+
+
+# Notebook 05's comparison: every cell trained the same way. Without the language-model
+# pretraining, which would cost ~21 minutes per cell on 2 CPU cores; 1e-3 is the rate the
+# recipe uses without it (README, "What else decides the story").
+VARIANT_SETTINGS = dict(lm_epochs=0, learning_rate=1e-3, export=False)
+
+
+def variant_runs(nb: Setup) -> dict:
+    """{cell name: finished run directory} for every --cell, trained alike (VARIANT_SETTINGS).
+
+    $LSTM_REVIEWS_VARIANT_RUNS/<cell> when that is set (the README's comparison runs), else
+    runs/variants/<cell> beside notebook 02's run, trained here if missing (seconds each in
+    small mode; about 13 minutes each on the full data on 2 CPU cores).
+    """
+    from lstm_reviews.config import CELL_TYPES
+
+    root = os.environ.get("LSTM_REVIEWS_VARIANT_RUNS")
+    root = Path(root) if root else nb.run_dir.parent / "variants"
+    runs = {}
+    for cell in CELL_TYPES:
+        run_dir = root / cell
+        if not (run_dir / "metrics.json").exists():
+            from lstm_reviews.train import train_and_evaluate
+
+            config = dataclasses.replace(
+                nb.config, cell=cell, output_dir=str(run_dir), **VARIANT_SETTINGS
+            )
+            train_and_evaluate(config, run_dir)
+        runs[cell] = run_dir
+    return runs

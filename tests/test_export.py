@@ -233,3 +233,29 @@ def test_other_backend_is_refused_with_a_hint(exported, tmp_path):
     assert "KERAS_BACKEND=tensorflow" in result.stderr and "'jax'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("cell", ["peephole", "coupled", "gru"])
+def test_every_cell_exports_loads_without_the_package_and_predicts(cell, tmp_path):
+    """Each --cell variant: the SavedModel serves its numbers with no lstm_reviews code, and
+    predict reads it."""
+    import io
+
+    from lstm_reviews import predict
+
+    run_dir = tmp_path / "run"
+    write_run_dir(run_dir, cell=cell)
+    version = export.export_saved_model(run_dir, tmp_path / "saved_models" / "imdb_lstm")
+    script = tmp_path / "load.py"
+    script.write_text(FRESH_PROCESS)
+    result = _python("-I", str(script), str(version), json.dumps(REVIEWS), str(REPO), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = keras_probabilities(run_dir, REVIEWS)
+    np.testing.assert_allclose(outputs["probability"][: len(REVIEWS)], expected, atol=1e-5)
+    assert np.ptp(expected[:3]) > 1e-2  # distinct numbers: the comparison can fail
+
+    out = io.StringIO()
+    stdin = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8")
+    assert predict.main(["--model", str(version), REVIEWS[0]], stdin=stdin, stdout=out) == 0
+    assert json.loads(out.getvalue())["probability"] == pytest.approx(expected[0], abs=1e-5)
