@@ -26,10 +26,18 @@ SOURCES = ("aclimdb", "tfds")
 TOKENS, VECTORS, LANGUAGE_MODEL = "tokens", "vectors", "language_model"
 
 
-def _field(default, help: str, *, choices=None, resumable=False, feeds=()):
+def _field(default, help: str, *, choices=None, resumable=False, feeds=(), keyless=None):
+    """keyless: for a field added after caches it feeds were made, the value those caches were
+    made with; at that value it stays out of the cache keys, so they remain valid."""
     return dataclasses.field(
         default=default,
-        metadata={"help": help, "choices": choices, "resumable": resumable, "feeds": tuple(feeds)},
+        metadata={
+            "help": help,
+            "choices": choices,
+            "resumable": resumable,
+            "feeds": tuple(feeds),
+            "keyless": keyless,
+        },
     )
 
 
@@ -123,6 +131,7 @@ class Config:
         "(input gate = 1 - forget gate) or 'gru' (lstm_reviews.variants)",
         choices=CELL_TYPES,
         feeds=(LANGUAGE_MODEL,),
+        keyless="lstm",  # language models cached before --cell existed are LSTMs
     )
     # The verdict can come first or last: read both ways.
     bidirectional: bool = _field(
@@ -280,11 +289,13 @@ def option(name: str) -> str:
 
 
 def cache_settings(config: Config, cache: str) -> dict:
-    """{field: value} of the fields that feed `cache` (TOKENS, VECTORS or LANGUAGE_MODEL)."""
+    """{field: value} of the fields that feed `cache` (TOKENS, VECTORS or LANGUAGE_MODEL),
+    but for those at their `keyless` value (see _field)."""
     return {
         field.name: getattr(config, field.name)
         for field in dataclasses.fields(config)
         if cache in field.metadata["feeds"]
+        and getattr(config, field.name) != field.metadata["keyless"]
     }
 
 

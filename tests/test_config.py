@@ -71,3 +71,20 @@ def test_eval_batch_size_is_positive_and_resumable():
     assert Config.__dataclass_fields__["eval_batch_size"].metadata["resumable"]
     with pytest.raises(UserError, match="--eval-batch-size must be positive"):
         Config(eval_batch_size=0)
+
+
+def test_cell_keys_the_language_model_but_leaves_the_lstm_caches_valid():
+    from lstm_reviews.config import LANGUAGE_MODEL, TOKENS, VECTORS, cache_settings
+
+    assert config_from_args(["--cell", "gru"]).cell == "gru"
+    with pytest.raises(UserError, match="--cell must be one of lstm, peephole, coupled, gru"):
+        Config(cell="rnn")
+    assert not Config.__dataclass_fields__["cell"].metadata["resumable"]
+    # Another cell, another language model; the LSTM's key is what it was before --cell.
+    assert cache_settings(Config(cell="gru"), LANGUAGE_MODEL)["cell"] == "gru"
+    assert "cell" not in cache_settings(Config(), LANGUAGE_MODEL)
+    assert cache_settings(Config(cell="coupled"), LANGUAGE_MODEL) != cache_settings(
+        Config(), LANGUAGE_MODEL
+    )
+    for cache in (TOKENS, VECTORS):
+        assert cache_settings(Config(cell="gru"), cache) == cache_settings(Config(), cache)

@@ -53,6 +53,13 @@ EXPECTED = {
         r"P\(positive\) = [01]\.\d{3}  tokens =  0  ''",  # the empty review
         r"inputs\['reviews'\] tensor_info",  # saved_model_cli show
     ],
+    "05_cell_variants": [
+        r"cells: lstm, peephole, coupled, gru",
+        r"coupled \(CoupledLSTMCell\)\n(    .*\n)*    input_gate = 1\.0 - forget_gate  # i_t",
+        r"gru\s+[\d,]+\s+[\d,]+\s+[01]\.\d{4}\s+[01]\.\d{4}",
+        r"peephole(\s+(\d\.\d{4}|nan)){6}\s+\d+\.\d\dx",
+        r"\(40 test reviews per cell\)",
+    ],
 }
 
 # Printed numbers that must reach a floor: (pattern whose group is the number, floor).
