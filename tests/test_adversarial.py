@@ -235,6 +235,28 @@ def test_keras_file_round_trip_keeps_the_class_and_epsilon(tmp_path):
     np.testing.assert_array_equal(numpy(loaded(reviews())), numpy(model(reviews())))
 
 
+def test_training_command_with_epsilon_end_to_end(tiny_imdb, tmp_path):
+    """python -m lstm_reviews.train --adversarial-epsilon: fit with its callbacks (backup,
+    best checkpoint), the reload of the best model and the evaluation, on the tiny tree."""
+    import json
+
+    from lstm_reviews import train
+
+    run = tmp_path / "run"
+    argv = [
+        *("--vocab-size", "50", "--max-length", "40", "--embedding-dim", "8", "--units", "4"),
+        *("--batch-size", "8", "--epochs", "2", "--lm-epochs", "0", "--no-export"),
+        *("--data", str(tiny_imdb), "--cache-dir", str(tmp_path / "cache")),
+        *("--output-dir", str(run), "--adversarial-epsilon", "0.5"),
+    ]
+    assert train.main(argv) == 0
+    assert json.loads((run / "config.json").read_text())["adversarial_epsilon"] == 0.5
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and 0.0 <= metrics["test_accuracy"] <= 1.0
+    loaded = keras.saving.load_model(run / "model.keras", compile=False)
+    assert type(loaded) is AdversarialClassifier and loaded.epsilon == 0.5
+
+
 def test_epsilon_zero_builds_the_plain_model_and_negative_is_refused():
     config = tiny_config()
     assert config.adversarial_epsilon == 0.0
