@@ -10,8 +10,8 @@ training methods for semi-supervised text classification"), `--adversarial-epsil
     loss       L(e) + L(e + stop_gradient(r_adv))
 
 r_adv is the worst perturbation of norm ε to first order: a step of length ε up the clean
-loss's gradient. Training on both terms makes the classifier flat in a ball of radius ε
-around each review's embedded sequence, a regularizer that costs one more forward and backward
+loss's gradient. Training on both terms makes the classifier less sensitive to small changes
+of each review's embedded sequence, a regularizer that costs one more forward and backward
 pass per step. r_adv is a constant for the update (stop_gradient), as in the paper: the
 gradient reaching the weights is that of the two losses at fixed points, not through g.
 
@@ -34,8 +34,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-# The layers after the embedding, in build_model's order; the recurrent one under one of two
-# names.
+# build_model's recurrent layer is named by whether it is bidirectional.
 _RECURRENT = ("bidirectional_lstm", "lstm")
 
 
