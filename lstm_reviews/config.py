@@ -156,6 +156,16 @@ class Config:
         "'max_mean' (max and mean side by side)",
         choices=POOLING_MODES,
     )
+    # Miyato et al. 2017: the loss on embeddings pushed by ε up the loss gradient is added to
+    # the clean loss. Off by default: not measured on the full data here. Their ε = 5.0 is on
+    # normalized embeddings; ours are not normalized (lstm_reviews.adversarial).
+    adversarial_epsilon: float = _field(
+        0.0,
+        "adversarial training on the word embeddings (Miyato et al. 2017): each step also "
+        "trains on every review's embedded sequence perturbed by this L2 norm (over the whole "
+        "review, padding excluded) in the direction that raises the loss most; about twice the "
+        "cost of a step; 0 turns it off (lstm_reviews.adversarial)",
+    )
     # --- training ---
     # ~360 steps per epoch, 0.3 s each on 2 CPU cores.
     batch_size: int = _field(64, "reviews per training batch")
@@ -265,6 +275,12 @@ class Config:
         for name in ("lm_epochs", "patience"):
             if getattr(self, name) < 0:
                 raise UserError(f"{option(name)} must be >= 0, got {getattr(self, name)!r}")
+        # `not >= 0` also refuses NaN; inf would give inf perturbations.
+        if not 0.0 <= self.adversarial_epsilon < float("inf"):
+            raise UserError(
+                f"--adversarial-epsilon must be a finite number >= 0, "
+                f"got {self.adversarial_epsilon!r}"
+            )
         for field in dataclasses.fields(self):
             choices = field.metadata["choices"]
             if choices and getattr(self, field.name) not in choices:

@@ -20,8 +20,10 @@ import keras
 import ml_dtypes
 from keras import ops
 
+from lstm_reviews.adversarial import AdversarialClassifier
 from lstm_reviews.batches import fixed_shapes
 from lstm_reviews.config import POOLING_MODES
+from lstm_reviews.errors import UserError
 from lstm_reviews.variants import CELLS
 
 # The names reader_layers gives: the layers a language model pretrains for the classifier.
@@ -115,6 +117,9 @@ def build_model(config, vocab_size: int) -> keras.Model:
     vocab_size: rows of the embedding, padding (0) and [UNK] (1) included; the
     vectorizer's vocabulary length, which may be below config.vocab_size on small data.
     Input "token_ids" <int32>[batch, time]; output logits <float32>[batch, 1].
+    With config.adversarial_epsilon > 0 the same graph is an AdversarialClassifier, whose
+    training step adds the loss on adversarially perturbed embeddings (lstm_reviews.adversarial);
+    otherwise a plain functional keras.Model.
     """
     embedding, rnn = reader_layers(config, vocab_size)
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -123,6 +128,15 @@ def build_model(config, vocab_size: int) -> keras.Model:
     x = keras.layers.Dropout(config.dropout, seed=config.seed, name="dropout")(x)
     # float32 logit even under mixed_float16: the loss needs its precision.
     logits = keras.layers.Dense(1, dtype="float32", name="logit")(x)
+    if config.adversarial_epsilon > 0:
+        if keras.backend.backend() not in ("tensorflow", "jax"):  # its train_step is per backend
+            raise UserError(
+                f"--adversarial-epsilon needs the TensorFlow or JAX backend, not "
+                f"{keras.backend.backend()!r}; set KERAS_BACKEND or pass --adversarial-epsilon 0"
+            )
+        return AdversarialClassifier(
+            token_ids, logits, name="imdb_lstm", epsilon=config.adversarial_epsilon
+        )
     return keras.Model(token_ids, logits, name="imdb_lstm")
 
 

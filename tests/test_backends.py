@@ -1,5 +1,5 @@
-"""Runs tests/test_cell.py and tests/test_variants.py again under each Keras backend this
-process is not using.
+"""Runs tests/test_cell.py, tests/test_variants.py and tests/test_adversarial.py again under
+each Keras backend this process is not using.
 
 The backend is fixed when Keras is first imported, so the other backend needs a fresh
 interpreter: `python -m pytest` alone thereby covers TensorFlow and JAX.
@@ -18,7 +18,7 @@ import keras
 import pytest
 
 # Each file with the least number of tests it holds: fewer means some were lost.
-CELL_TESTS = {"test_cell.py": 40, "test_variants.py": 40}
+CELL_TESTS = {"test_cell.py": 40, "test_variants.py": 40, "test_adversarial.py": 14}
 SUPPORTED = ("tensorflow", "jax")
 OTHER_BACKENDS = [backend for backend in SUPPORTED if backend != keras.backend.backend()]
 

@@ -88,3 +88,18 @@ def test_cell_keys_the_language_model_but_leaves_the_lstm_caches_valid():
     )
     for cache in (TOKENS, VECTORS):
         assert cache_settings(Config(cell="gru"), cache) == cache_settings(Config(), cache)
+
+
+def test_adversarial_epsilon_is_off_by_default_and_refuses_negative_or_nan(capsys):
+    assert Config().adversarial_epsilon == 0.0
+    assert config_from_args(["--adversarial-epsilon", "5"]).adversarial_epsilon == 5.0
+    for bad in ("-0.5", "nan", "inf"):
+        with pytest.raises(SystemExit) as exit_info:
+            config_from_args(["--adversarial-epsilon", bad])
+        assert exit_info.value.code == 2
+        assert f"--adversarial-epsilon must be a finite number >= 0, got {float(bad)!r}" in (
+            capsys.readouterr().err
+        )
+    build_parser().print_help()
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps by terminal width
+    assert "--adversarial-epsilon ADVERSARIAL_EPSILON adversarial training on the word" in help_text
