@@ -26,7 +26,11 @@ SOURCES = ("aclimdb", "tfds")
 TOKENS, VECTORS, LANGUAGE_MODEL = "tokens", "vectors", "language_model"
 
 
-def _field(default, help: str, *, choices=None, resumable=False, feeds=(), keyless=None):
+# keyless's default: every value of the field feeds the keys.
+_ALWAYS_KEYED = object()
+
+
+def _field(default, help: str, *, choices=None, resumable=False, feeds=(), keyless=_ALWAYS_KEYED):
     """keyless: for a field added after caches it feeds were made, the value those caches were
     made with; at that value it stays out of the cache keys, so they remain valid."""
     return dataclasses.field(
@@ -311,7 +315,10 @@ def cache_settings(config: Config, cache: str) -> dict:
         field.name: getattr(config, field.name)
         for field in dataclasses.fields(config)
         if cache in field.metadata["feeds"]
-        and getattr(config, field.name) != field.metadata["keyless"]
+        and (
+            field.metadata["keyless"] is _ALWAYS_KEYED
+            or getattr(config, field.name) != field.metadata["keyless"]
+        )
     }
 
 

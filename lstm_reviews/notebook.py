@@ -85,14 +85,16 @@ def load_finished_run(nb: Setup):
 VARIANT_SETTINGS = dict(lm_epochs=0, learning_rate=1e-3, export=False)
 
 
-def variant_runs(nb: Setup) -> dict:
-    """{cell name: finished run directory} for every --cell, trained alike (VARIANT_SETTINGS).
+def load_variant_runs(nb: Setup) -> dict:
+    """{cell name: finished run, loaded (rundir.Run)} for every --cell, trained alike
+    (VARIANT_SETTINGS), reading its reviews where this notebook finds them (load_finished_run).
 
     $LSTM_REVIEWS_VARIANT_RUNS/<cell> when that is set (the README's comparison runs), else
     runs/variants/<cell> beside notebook 02's run, trained here if missing (seconds each in
     small mode; about 13 minutes each on the full data on 2 CPU cores).
     """
     from lstm_reviews.config import CELL_TYPES
+    from lstm_reviews.rundir import load_run
 
     root = os.environ.get("LSTM_REVIEWS_VARIANT_RUNS")
     root = Path(root) if root else nb.run_dir.parent / "variants"
@@ -106,5 +108,8 @@ def variant_runs(nb: Setup) -> dict:
                 nb.config, cell=cell, output_dir=str(run_dir), **VARIANT_SETTINGS
             )
             train_and_evaluate(config, run_dir)
-        runs[cell] = run_dir
+        run = load_run(run_dir)
+        runs[cell] = dataclasses.replace(
+            run, config=dataclasses.replace(run.config, data=nb.config.data)
+        )
     return runs

@@ -103,3 +103,10 @@ def test_adversarial_epsilon_is_off_by_default_and_refuses_negative_or_nan(capsy
     build_parser().print_help()
     help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps by terminal width
     assert "--adversarial-epsilon ADVERSARIAL_EPSILON adversarial training on the word" in help_text
+
+
+def test_fields_at_none_still_feed_the_keys():
+    """--data's default None is a value of the key like any other (only 'keyless' ones drop)."""
+    from lstm_reviews.config import TOKENS, cache_settings
+
+    assert cache_settings(Config(data=None), TOKENS)["data"] is None
