@@ -35,7 +35,7 @@ from lstm_reviews.config import Config, config_from_args, option, resume_conflic
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import UserError, run_command
 from lstm_reviews.model import build_model, compile_model
-from lstm_reviews.rundir import METRICS, MODEL, DamagedFile, RunDir, warn
+from lstm_reviews.rundir import METRICS, MODEL, STATE, DamagedFile, RunDir, warn
 
 # Keras' dtype policy of each --mixed-precision choice.
 POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -236,9 +236,10 @@ def _data_identity(token_data) -> dict:
     return {**settings, "data": data}
 
 
-def _check_same_data(run_dir: RunDir, saved: dict, now: dict, vocabulary: list) -> None:
+def _check_same_data(run_dir: RunDir, saved: dict | None, now: dict, vocabulary: list) -> None:
     """UserError if the resumed run would read other data or another vocabulary than the
-    weights were trained on."""
+    weights were trained on. saved: the state's data identity (None: no state yet)."""
+    saved = now if saved is None else saved
     changed = sorted(key for key in {*saved, *now} if saved.get(key) != now.get(key))
     if changed:
         details = ", ".join(f"{key} {saved.get(key)!r} -> {now.get(key)!r}" for key in changed)
@@ -464,10 +465,16 @@ def train_and_evaluate(
     run_dir = RunDir(run_dir or config.output_dir)
     _check_run_dir(config, run_dir)
     states = run_dir.read_states() if config.resume else []
-    if config.resume and not states and (run_dir / METRICS).exists():
-        raise UserError(
-            f"--resume: the run in {run_dir.path} already finished (metrics.json exists)"
-        )
+    if config.resume and not states:
+        if (run_dir / METRICS).exists():
+            raise UserError(
+                f"--resume: the run in {run_dir.path} already finished (metrics.json exists)"
+            )
+        if (run_dir / STATE).exists():  # damaged, and no earlier state to fall back on
+            raise UserError(
+                f"--resume: {run_dir / STATE} is damaged and there is no earlier state; "
+                f"delete {run_dir.path} to train the run again"
+            )
     started = time.perf_counter()
     set_up_backend(config)
     print(f"Config:\n{config.to_json()}")
@@ -476,8 +483,9 @@ def train_and_evaluate(
     token_data = tokens.prepare_tokens(config)
     vocabulary = list(token_data.vocabulary)
     data = _data_identity(token_data)
+    if config.resume:
+        _check_same_data(run_dir, states[0][1].get("data") if states else None, data, vocabulary)
     if states:
-        _check_same_data(run_dir, states[0][1].get("data", {}), data, vocabulary)
         newest = RunState.from_dict(states[0][1])
         if newest.evaluated:
             if not (config.export and newest.exported is None and _can_export()):
