@@ -200,9 +200,8 @@ def _training_variables(model: keras.Model) -> list:
 
 
 def _save_backup(model: keras.Model, run_dir: RunDir, name: str) -> str:
-    arrays = {
-        str(k): keras.ops.convert_to_numpy(v) for k, v in enumerate(_training_variables(model))
-    }
+    # variable.numpy(): keras.ops.convert_to_numpy warns under NumPy 2 with TensorFlow 2.21.
+    arrays = {str(k): v.numpy() for k, v in enumerate(_training_variables(model))}
     return run_dir.write_backup(name, arrays)
 
 
@@ -360,7 +359,7 @@ def _fit(
                 total, count = running.get(key, (0.0, 0.0))
                 running[key] = [total + float(value) * reviews, count + reviews]
             logs = {key: total / count for key, (total, count) in running.items()}
-            tokens_trained += int(np.count_nonzero(keras.ops.convert_to_numpy(ids)))
+            tokens_trained += int(keras.ops.count_nonzero(ids))
             callback_list.on_train_batch_end(step, logs)
             crash_point("epoch-step")
             if model.stop_training:  # TerminateOnNaN, or a callback of the caller
