@@ -145,6 +145,13 @@ class RunDir:
             os.replace(current, self / PREVIOUS_STATE)
         write_text_atomically(current, json.dumps(state, indent=1) + "\n")
 
+    def state_backup_name(self) -> str | None:
+        """The backup state.json names; None if it has none or cannot be read."""
+        try:
+            return json.loads((self / STATE).read_text(encoding="utf-8")).get("backup")
+        except (OSError, ValueError, AttributeError):
+            return None
+
     def read_states(self) -> list[tuple[Path, dict]]:
         """[(path, state)] of state.json, then state.previous.json, those that exist and read
         as a state; a damaged one is named on standard error and skipped."""

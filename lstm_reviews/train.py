@@ -156,13 +156,11 @@ class RunState:
 
 
 def _commit(run_dir: RunDir, state: RunState) -> None:
-    """Makes `state` the run's state, then deletes the backups neither it nor the previous
-    state names (the previous one stays, to fall back on)."""
+    """Makes `state` the run's state, then deletes the backups neither it nor the state it
+    replaces names (that one stays, to fall back on)."""
+    replaced = run_dir.state_backup_name()
     run_dir.write_state(dataclasses.asdict(state))
-    keep = {state.backup}
-    for _, older in run_dir.read_states()[1:]:
-        keep.add(older.get("backup"))
-    run_dir.remove_unused_backups(keep)
+    run_dir.remove_unused_backups({state.backup, replaced})
 
 
 def _pending_best_model(run_dir: RunDir, epoch: int) -> Path:
@@ -290,25 +288,25 @@ def _check_run_dir(config: Config, run_dir: RunDir) -> None:
         raise UserError(f"--resume: settings differ from the run in {path}: {details}")
 
 
-def _choose_state(run_dir: RunDir, model: keras.Model, states: list) -> RunState | None:
-    """The newest committed state whose files are whole, its variables loaded into `model`;
-    None if there is none to resume (a run killed before its first commit)."""
+def _choose_state(run_dir: RunDir, model: keras.Model, states: list):
+    """(path, state): the newest committed state whose files are whole, its variables loaded
+    into `model`; (None, None) if there is none to resume (killed before its first commit)."""
     for path, values in states:
         state = RunState.from_dict(values)
         if state.fit_done or state.backup is None:
-            return state
+            return path, state
         try:
             _restore_backup(model, run_dir, state)
         except DamagedFile as error:
             warn(f"{error}; falling back to the state before {path.name}")
             continue
-        return state
+        return path, state
     if states:
         raise UserError(
             f"--resume: no state in {run_dir.path} has whole files (see the warnings above); "
             f"delete {run_dir.path} to train the run again"
         )
-    return None
+    return None, None
 
 
 def make_callbacks(config: Config, run_dir: RunDir, extra=()) -> list:
@@ -515,10 +513,10 @@ def train_and_evaluate(
     # batch topped up): the schedule needs only its scale, the one the recipe was measured with.
     steps_per_epoch = -(-len(token_data.train) // config.batch_size)
     model = compile_model(build_model(config, len(vocabulary)), config, steps_per_epoch)
-    state = _choose_state(run_dir, model, states)
+    path, state = _choose_state(run_dir, model, states)
     if state is not None and state.backup is not None:
-        if states[0][1] != dataclasses.asdict(state):
-            _commit(run_dir, state)  # the fallback becomes current: the damaged one goes
+        if path != run_dir / STATE:  # a fallback: it becomes current, the damaged one goes
+            _commit(run_dir, state)
         _settle_files(run_dir, state)
         print(
             f"Resuming {run_dir.path} after epoch {state.epochs_done} of {config.epochs}"
