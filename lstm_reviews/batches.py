@@ -112,6 +112,7 @@ def make_dataset(
     bucket: bool = True,
     boundaries: Sequence[int] | None = None,
     fixed: bool = True,
+    order: np.ndarray | None = None,
 ):
     """tf.data batches: (ids <int32>[batch_size, time], labels <float32>[batch_size],
     weights <float32>[batch_size]), weight 0 for the padding rows that fill a short batch.
@@ -121,10 +122,15 @@ def make_dataset(
     bucket, every batch then max_length long. fixed=False: dynamic shapes, (ids <int32>[batch,
     time], labels <float32>[batch]), time the batch's longest review, boundaries this split's
     own, a bucket's last batch short (bucket=False: batches in order).
+    order: <int>[reviews], the order the reviews enter the bucketing in (one epoch's, from
+    epoch_order); it replaces `shuffle`, and the dataset is that epoch alone.
     """
     import tensorflow as tf
 
     ids, lengths = _truncated(split, max_length)
+    if order is not None:
+        ids, lengths, shuffle = [ids[row] for row in order], lengths[order], False
+        split = TokenSplit(ids, np.asarray(split.labels)[order])
     if fixed:
         boundaries = _boundaries(lengths, max_length, bucket, boundaries)
     elif bucket:
@@ -170,9 +176,9 @@ class NumpyBatches(keras.utils.PyDataset):
     <float32>[batch_size]), as make_dataset gives them. Reviews go to the same length buckets;
     a bucket yields a batch when it holds batch_size reviews, and its leftovers, topped up
     with padding rows, close the epoch. Shuffled anew each epoch when shuffle=True, seeded
-    by (seed, epoch). rows(i) names the reviews of item i. fixed=False: make_dataset's
-    dynamic batches, (ids <int32>[batch, time], labels <float32>[batch]), the leftovers
-    short, no padding rows (bucket=False: batches in order).
+    by (seed, epoch), from `epoch` on. rows(i) names the reviews of item i. fixed=False:
+    make_dataset's dynamic batches, (ids <int32>[batch, time], labels <float32>[batch]), the
+    leftovers short, no padding rows (bucket=False: batches in order).
     """
 
     def __init__(
@@ -185,6 +191,7 @@ class NumpyBatches(keras.utils.PyDataset):
         bucket: bool = True,
         boundaries: Sequence[int] | None = None,
         fixed: bool = True,
+        epoch: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -200,16 +207,12 @@ class NumpyBatches(keras.utils.PyDataset):
         self._buckets = (
             None if boundaries is None else np.searchsorted(boundaries, lengths, side="right")
         )
-        self._epoch = 0
+        self._epoch = epoch  # a resumed run starts at its epoch's order
         self._batches = self._plan()
 
     def _plan(self) -> list:
         count = len(self._ids)
-        order = (
-            np.random.default_rng([self._seed, self._epoch]).permutation(count)
-            if self._shuffle
-            else np.arange(count)
-        )
+        order = epoch_order(count, self._seed, self._epoch) if self._shuffle else np.arange(count)
         size = self._batch_size
         if self._buckets is None:
             return [order[start : start + size] for start in range(0, count, size)]
@@ -316,6 +319,35 @@ def make_batches(split: TokenSplit, config, boundaries: Sequence[int] | None, tr
         fixed=fixed,
     )
     return make_dataset(split, **kwargs) if uses_tf_data() else NumpyBatches(split, **kwargs)
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
+    """<int64>[count]: the order of the training reviews in 0-based `epoch`, a function of
+    (seed, epoch) alone (NumpyBatches shuffles so too): a resumed run finds any epoch's order
+    without replaying the epochs before it, as tf.data's reshuffle_each_iteration would need."""
+    return np.random.default_rng([seed, epoch]).permutation(count)
+
+
+def epoch_batches(
+    split: TokenSplit, config, boundaries: Sequence[int] | None, epoch: int, first_step: int = 0
+):
+    """The training batches of 0-based `epoch` from batch `first_step` on, as make_batches(
+    train=True) gives them: shuffled by (config.seed, epoch) alone, so a resumed run sees each
+    epoch's batches in the order the uninterrupted run saw them. An iterable of batches."""
+    fixed = fixed_shapes(config)
+    kwargs = dict(
+        batch_size=config.batch_size,
+        max_length=config.max_length,
+        seed=config.seed,
+        bucket=config.bucket_by_length,
+        boundaries=boundaries if fixed else None,
+        fixed=fixed,
+    )
+    if uses_tf_data():
+        order = epoch_order(len(split), config.seed, epoch)
+        return make_dataset(split, order=order, **kwargs).skip(first_step)
+    made = NumpyBatches(split, shuffle=True, epoch=epoch, **kwargs)
+    return (made[index] for index in range(first_step, len(made)))
 
 
 def count_tokens(split: TokenSplit, max_length: int) -> int:

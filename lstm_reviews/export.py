@@ -12,6 +12,7 @@ TensorFlow Serving expects:
 
 A version appears whole or not at all: it is written into a hidden staging directory in OUT
 (TF Serving ignores names that are not numbers), flushed to disk, then renamed into place.
+The next export deletes the staging directories that killed exports left.
 
 Signature "serving_default" (also "serve"):
 
@@ -43,6 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lstm_reviews.config import Config
+from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import EXIT_FAILED, UserError, run_command
 from lstm_reviews.rundir import load_run
 
@@ -121,6 +123,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _remove_abandoned_staging(out_dir: Path) -> None:
+    """Deletes the staging directories of exports whose process is gone (killed mid-write);
+    those of exports still running stay."""
+    for staging in out_dir.glob(f"{_STAGING_PREFIX}*"):
+        pid = staging.name[len(_STAGING_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def _publish(staging: Path, out_dir: Path) -> Path:
     """Renames staging to the next free version number; retries if another export took it."""
     for _ in range(100):
@@ -167,6 +188,7 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
         raise UserError(f"cannot create export directory {out_dir}: {error.strerror}") from None
     # mkdir, not tempfile.mkdtemp: that makes the directory 0700, which would hide the
     # published version from a TF Serving that runs as another user.
+    _remove_abandoned_staging(out_dir)
     staging = out_dir / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     try:
@@ -198,6 +220,7 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
             encoding="utf-8",
         )
         _fsync_tree(staging)
+        crash_point("export")  # the version written, not yet published
         return _publish(staging, out_dir)
     finally:
         if staging.exists():  # failed before the rename: leave no partial version behind

@@ -38,6 +38,7 @@ from lstm_reviews import tokens as token_cache
 from lstm_reviews.batches import fixed_shapes
 from lstm_reviews.cache import cached, short_hash, write_atomically
 from lstm_reviews.config import LANGUAGE_MODEL, cache_settings
+from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import UserError
 from lstm_reviews.model import READER_LAYERS, reader_layers
 from lstm_reviews.text import pad
@@ -263,7 +264,13 @@ def pretrain(
         fixed=fixed_shapes(config),
     )
     _compile(model, config, config.lm_epochs * len(batches))
-    all_callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
+    all_callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda batch, logs: crash_point("pretrain-step")
+        ),
+        *callbacks,
+    ]
     if backup_dir is not None:
         all_callbacks.append(
             keras.callbacks.BackupAndRestore(str(backup_dir), save_freq=BACKUP_EVERY_BATCHES)

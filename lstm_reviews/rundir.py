@@ -3,9 +3,12 @@
     config.json      the resolved Config, plus the text-standardization version
     vocabulary.txt   one token per line: line k is token id k ('' padding, '[UNK]', words...)
     model.keras      the best epoch's model (ids -> logit)
-    history.csv      one row per epoch (Keras' CSVLogger)
+    history.csv      one row per epoch, written from state.json
     metrics.json     validation and test accuracy and loss, timings, backend, device
-    backup/          Keras' BackupAndRestore (a killed run resumes from it)
+    state.json       where the run is (train.py's RunState): epochs done, the step within the
+                     next, its backup, the history rows, the best epoch, fit done, evaluated,
+                     exported; state.previous.json is the one before, to fall back on
+    backup/          the variables at the state's step (model, optimizer, dropout seeds)
     logs/            TensorBoard
 
 Training writes through `RunDir`; export, explain and the notebooks read through
@@ -18,24 +21,37 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import hashlib
 import io
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from lstm_reviews import text
-from lstm_reviews.cache import write_text_atomically
+from lstm_reviews.cache import write_atomically, write_text_atomically
 from lstm_reviews.config import Config
+from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import UserError
 
-CONFIG, VOCABULARY, MODEL, HISTORY, METRICS = (
+CONFIG, VOCABULARY, MODEL, HISTORY, METRICS, STATE, PREVIOUS_STATE = (
     "config.json",
     "vocabulary.txt",
     "model.keras",
     "history.csv",
     "metrics.json",
+    "state.json",
+    "state.previous.json",
 )
+
+
+class DamagedFile(Exception):
+    """A run file that is torn or not what its state says (a crash, a full disk): the run
+    falls back to the state before it."""
+
+
 _STANDARDIZE_KEY = "standardize_version"  # stored beside the Config's fields in config.json
 
 
@@ -110,42 +126,95 @@ class RunDir:
         with path.open(newline="") as handle:
             return list(csv.DictReader(handle))
 
-    def trim_history(self, epochs_done: int) -> list[dict]:
-        """Keeps the rows of the epochs the backup holds, so a resumed run logs each epoch once.
+    def write_history(self, rows: list[dict]) -> None:
+        """history.csv from the state's rows (epoch first, then the logs' keys), atomically."""
+        if not rows:
+            (self / HISTORY).unlink(missing_ok=True)
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0].keys()), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomically(self / HISTORY, buffer.getvalue())
 
-        A kill between CSVLogger's write and BackupAndRestore's could otherwise leave a row
-        for an epoch that is trained again.
-        """
-        path = self / HISTORY
-        rows = [row for row in self.read_history() if int(row["epoch"]) < epochs_done]
-        if rows:
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=list(rows[0].keys()), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-            write_text_atomically(path, buffer.getvalue())
-        elif path.exists():
-            path.unlink()  # CSVLogger writes the header again
-        return rows
+    def write_state(self, state: dict) -> None:
+        """Commits `state`: the one write that moves the run on. The state it replaces stays
+        as state.previous.json (its files too), to fall back on if this one's prove damaged."""
+        current = self / STATE
+        if current.exists():
+            os.replace(current, self / PREVIOUS_STATE)
+        write_text_atomically(current, json.dumps(state, indent=1) + "\n")
 
-    def backup_epochs(self) -> int:
-        """Epochs finished according to BackupAndRestore's metadata (0 without a backup)."""
-        path = self.backup / "training_metadata.json"
-        if not path.exists():
-            return 0
+    def state_backup_name(self) -> str | None:
+        """The backup state.json names; None if it has none or cannot be read."""
         try:
-            return int(json.loads(path.read_text())["epoch"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise UserError(
-                f"{path}: unreadable backup metadata ({error}); delete "
-                f"{self.backup} to restart the run from its first epoch"
-            ) from None
+            return json.loads((self / STATE).read_text(encoding="utf-8")).get("backup")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def read_states(self) -> list[tuple[Path, dict]]:
+        """[(path, state)] of state.json, then state.previous.json, those that exist and read
+        as a state; a damaged one is named on standard error and skipped."""
+        states = []
+        for path in (self / STATE, self / PREVIOUS_STATE):
+            if not path.exists():
+                continue
+            try:
+                state = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(state, dict) or "epochs_done" not in state:
+                    raise ValueError("not a run state")
+            except (OSError, ValueError) as error:
+                warn(f"{path} is damaged ({error}); falling back to the state before it")
+                continue
+            states.append((path, state))
+        return states
+
+    def write_backup(self, name: str, arrays: dict) -> str:
+        """backup/<name> (.npz of `arrays`), written atomically; returns its SHA-256, which
+        the state records so that a torn or foreign file is recognized."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        content = buffer.getvalue()
+
+        def write(file):
+            file.write(content[: len(content) // 2])
+            file.flush()
+            crash_point("backup-write")  # half the file is on disk, under its temporary name
+            file.write(content[len(content) // 2 :])
+
+        write_atomically(self.backup / name, write)
+        return hashlib.sha256(content).hexdigest()
+
+    def read_backup(self, name: str, sha256: str) -> dict:
+        """The arrays of backup/<name>; DamagedFile if it is missing, torn or not the file
+        the state names (another checksum)."""
+        path = self.backup / name
+        try:
+            content = path.read_bytes()
+            if hashlib.sha256(content).hexdigest() != sha256:
+                raise ValueError("its checksum is not the one the state recorded")
+            with np.load(io.BytesIO(content), allow_pickle=False) as stored:
+                return {key: stored[key] for key in stored.files}
+        except (OSError, ValueError) as error:
+            raise DamagedFile(f"{path} is damaged or missing ({error})") from None
+
+    def remove_unused_backups(self, keep: set) -> None:
+        """Deletes backup files (and temporary files a kill left) not named in `keep`."""
+        if self.backup.is_dir():
+            for path in self.backup.iterdir():
+                if path.name not in keep:
+                    path.unlink(missing_ok=True)
 
     def write_metrics(self, metrics: dict) -> None:
         write_text_atomically(self / METRICS, json.dumps(metrics, indent=2) + "\n")
 
     def read_metrics(self) -> dict:
         return json.loads((self / METRICS).read_text())
+
+
+def warn(message: str) -> None:
+    """One line on standard error: something was wrong and the run went on without it."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass

@@ -1,16 +1,25 @@
 """Trains the IMDB sentiment LSTM: `python -m lstm_reviews.train --help`.
 
     tokens (cache) -> batches -> model, started from the word vectors and the pretrained
-    language model -> Keras fit -> the run directory (rundir) -> the SavedModel (export)
+    language model -> epochs of Keras train_on_batch -> the run directory (rundir) -> the
+    SavedModel (export)
 
-Keras' fit and callbacks do the work: BackupAndRestore (resume a killed run),
-ModelCheckpoint (best on validation, written atomically), EarlyStopping, TensorBoard,
-CSVLogger, TerminateOnNaN. Training reads the token cache (tokens.prepare_tokens), so it
-runs on the JAX backend too; TensorFlow is imported only where the TF backend is used.
+A run is a sequence of committed states (RunState, in state.json): started, k batches of
+epoch e trained, epoch e done (its history row, best model and backup all written), fit
+done, evaluated, exported. Each file is written under a temporary name and renamed; the
+state is committed last, so a kill at any moment leaves the last committed state whole, and
+--resume continues from it: a finished epoch is never trained again, a missing evaluation
+or export is made. Each epoch's batches depend on (seed, epoch) alone (batches.epoch_batches)
+and the backup holds every variable (dropout seed states too), so a resumed run ends with
+the metrics of the uninterrupted one. Keras does the steps (train_on_batch), the evaluation,
+the progress bar, TerminateOnNaN and TensorBoard. Training reads the token cache
+(tokens.prepare_tokens), so it runs on the JAX backend too; TensorFlow is imported only where
+the TF backend is used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import platform
@@ -23,17 +32,19 @@ import numpy as np
 
 from lstm_reviews import batches, embeddings, pretrain, tokens
 from lstm_reviews.config import Config, config_from_args, option, resume_conflicts
+from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import UserError, run_command
 from lstm_reviews.model import build_model, compile_model
-from lstm_reviews.rundir import MODEL, RunDir
+from lstm_reviews.rundir import METRICS, MODEL, STATE, DamagedFile, RunDir, warn
 
 # Keras' dtype policy of each --mixed-precision choice.
 POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 # Accuracy is what we report, so it picks the best epoch and stops training.
 MONITOR, MONITOR_MODE = "val_accuracy", "max"
-# Backups within an epoch keep the weights of at most this many batches ago; Keras then
-# replays that epoch from its first batch on resume (it restores weights, not the position).
+# A killed run loses at most this many batches (and at most a quarter epoch): the backup
+# within an epoch holds the variables and the position, and the resumed run goes on from it.
 BACKUP_EVERY_BATCHES = 100
+_STATE_FORMAT = 1
 
 
 def _tensorflow_or_none():
@@ -116,88 +127,143 @@ def evaluate(model: keras.Model, dataset) -> dict:
     return {"loss": float(loss), "accuracy": float(results["accuracy"])}
 
 
-class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """ModelCheckpoint that writes to a temporary file, then renames it over `filepath`.
+@dataclasses.dataclass
+class RunState:
+    """Where a run is: state.json. It changes only by a commit (_commit), made after every
+    file it names is written, so whatever moment a run is killed at, the last committed
+    state and its files are whole."""
 
-    os.replace is atomic, so a crash mid-write leaves the previous best model whole.
-    """
+    data: dict  # the data's identity (_data_identity): --resume must bring the same
+    epochs_done: int = 0  # epochs whose history row, best model and backup are all written
+    step: int = 0  # batches of epoch epochs_done + 1 trained: the position `backup` holds
+    backup: str | None = None  # backup/<name> at (epochs_done, step); None: not started
+    backup_sha256: str | None = None
+    running: dict = dataclasses.field(default_factory=dict)  # {log: [sum, reviews]} so far
+    history: list = dataclasses.field(default_factory=list)  # a row per epoch done
+    best_epoch: int = 0  # the 1-based epoch model.keras holds; 0: none yet
+    best_value: float | None = None  # its validation accuracy
+    fit_done: bool = False  # the last epoch, or early stopping's, is done
+    evaluated: bool = False  # metrics.json is written
+    exported: str | None = None  # the SavedModel version written for this run
+    train_seconds: float = 0.0  # in training batches, every process of the run together
+    train_tokens: int = 0
+    format: int = _STATE_FORMAT
 
-    def __init__(self, filepath, **kwargs):
-        self.final_path = Path(filepath)
-        # Keras requires the .keras suffix on the file it writes.
-        self.partial_path = self.final_path.with_name(".partial-" + self.final_path.name)
-        super().__init__(str(self.partial_path), **kwargs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if self.partial_path.exists():
-            os.replace(self.partial_path, self.final_path)
-
-
-class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping that, on a resumed run, starts from the history so far.
-
-    Keras resets `best` and `wait` at the start of every fit; a resumed run would
-    otherwise forget the best epoch before the interruption.
-    """
-
-    def __init__(self, history_rows=(), **kwargs):
-        super().__init__(**kwargs)
-        self.history_rows = list(history_rows)
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        values = [float(row[self.monitor]) for row in self.history_rows if row.get(self.monitor)]
-        if values:
-            best_index = int(np.argmax(values) if self.mode == "max" else np.argmin(values))
-            self.best = values[best_index]
-            self.best_epoch = best_index
-            self.wait = len(values) - 1 - best_index
-            # best_weights stay None: the weights of that epoch are in model.keras, which
-            # train_and_evaluate reloads at the end in any case.
+    @classmethod
+    def from_dict(cls, values: dict) -> RunState:
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
 
 
-class EpochAndBatchBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore saving every `save_freq` batches and also at each epoch's end.
-
-    With an integer save_freq Keras saves only every N batches; a run killed just after an
-    epoch ended would then train that whole epoch again.
-    """
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)  # marks the epoch done
-        if self.save_freq != "epoch":
-            self._save_model()
-            self._batches_seen_since_last_saving = 0  # count the next epoch's batches afresh
+def _commit(run_dir: RunDir, state: RunState) -> None:
+    """Makes `state` the run's state, then deletes the backups neither it nor the state it
+    replaces names (that one stays, to fall back on)."""
+    replaced = run_dir.state_backup_name()
+    run_dir.write_state(dataclasses.asdict(state))
+    run_dir.remove_unused_backups({state.backup, replaced})
 
 
-class TrainingClock(keras.callbacks.Callback):
-    """Seconds spent in training batches (validation excluded), for tokens/s."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = 0.0
-        self.epochs = 0
-        self._start = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def _stop(self):
-        if self._start is not None:
-            self.seconds += time.perf_counter() - self._start
-            self.epochs += 1
-            self._start = None
-
-    def on_test_begin(self, logs=None):  # validation starts after the epoch's last batch
-        self._stop()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._stop()
+def _pending_best_model(run_dir: RunDir, epoch: int) -> Path:
+    """Where epoch's model waits, between its save and the state naming it best: a kill
+    there must not leave model.keras holding an epoch the history does not call best."""
+    return run_dir / f".best-epoch-{epoch}.keras"
 
 
-def _prepare_run_dir(config: Config, run_dir: RunDir) -> tuple[list[dict], int]:
-    """Checks the run directory against --resume; returns (history rows kept, epochs done)."""
+def _save_model_atomically(model: keras.Model, path: Path) -> None:
+    partial = path.with_name(".partial" + path.name)  # Keras wants the .keras suffix
+    model.save(partial)
+    crash_point("checkpoint-save")  # the model written, not yet renamed
+    os.replace(partial, path)
+
+
+def _settle_files(run_dir: RunDir, state: RunState) -> None:
+    """Makes the run's files agree with `state`: the best epoch's pending model becomes
+    model.keras (a kill came between the commit and the rename), other pending or partial
+    models go, history.csv is written from the state's rows."""
+    pending = _pending_best_model(run_dir, state.best_epoch)
+    if state.best_epoch and pending.exists():
+        os.replace(pending, run_dir / MODEL)
+    for stale in [*run_dir.path.glob(".best-epoch-*.keras"), *run_dir.path.glob(".partial*")]:
+        stale.unlink(missing_ok=True)
+    run_dir.write_history(state.history)
+
+
+def _training_variables(model: keras.Model) -> list:
+    """Everything a step reads and changes: model.variables (the weights and the dropout
+    layers' seed-generator states, which model.weights leaves out) and the optimizer's
+    (step count, moments)."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return [*model.variables, *model.optimizer.variables]
+
+
+def _save_backup(model: keras.Model, run_dir: RunDir, name: str) -> str:
+    # variable.numpy(): keras.ops.convert_to_numpy warns under NumPy 2 with TensorFlow 2.21.
+    arrays = {str(k): v.numpy() for k, v in enumerate(_training_variables(model))}
+    return run_dir.write_backup(name, arrays)
+
+
+def _restore_backup(model: keras.Model, run_dir: RunDir, state: RunState) -> None:
+    """Sets every training variable from the state's backup; DamagedFile if it cannot."""
+    arrays = run_dir.read_backup(state.backup, state.backup_sha256)
+    variables = _training_variables(model)
+    if len(arrays) != len(variables):
+        raise DamagedFile(
+            f"{run_dir.backup / state.backup} holds {len(arrays)} variables, the model "
+            f"and optimizer have {len(variables)}"
+        )
+    for index, variable in enumerate(variables):
+        value = arrays[str(index)]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise DamagedFile(
+                f"{run_dir.backup / state.backup}: variable {index} has shape {value.shape}, "
+                f"{variable.path} has {tuple(variable.shape)}"
+            )
+        variable.assign(value)
+
+
+def _data_identity(token_data) -> dict:
+    """What --resume compares: the token settings (source, vocabulary size, validation split,
+    standardization...) and where the reviews are, not the files' times or sizes."""
+    settings = {key: value for key, value in token_data.settings.items() if key != "data"}
+    data = dict(token_data.settings.get("data") or {})
+    data.pop("mtime_ns", None)
+    if isinstance(data.get("tarball"), dict):
+        data["tarball"] = data["tarball"].get("path")
+    return {**settings, "data": data}
+
+
+def _check_same_data(run_dir: RunDir, saved: dict | None, now: dict, vocabulary: list) -> None:
+    """UserError if the resumed run would read other data or another vocabulary than the
+    weights were trained on. saved: the state's data identity (None: no state yet)."""
+    saved = now if saved is None else saved
+    changed = sorted(key for key in {*saved, *now} if saved.get(key) != now.get(key))
+    if changed:
+        details = ", ".join(f"{key} {saved.get(key)!r} -> {now.get(key)!r}" for key in changed)
+        raise UserError(
+            f"--resume: the data differ from the run's in {run_dir.path}: {details}; resume "
+            f"with the run's --data, or train in another --output-dir"
+        )
+    path = run_dir / "vocabulary.txt"
+    if not path.exists():
+        return
+    kept = run_dir.read_vocabulary()
+    if kept != vocabulary:
+        line = next(
+            (k for k, (a, b) in enumerate(zip(kept, vocabulary)) if a != b),
+            min(len(kept), len(vocabulary)),
+        )
+        saved_token = kept[line] if line < len(kept) else "(end)"
+        new_token = vocabulary[line] if line < len(vocabulary) else "(end)"
+        raise UserError(
+            f"--resume: {path} ({len(kept)} tokens) differs from the vocabulary the data give "
+            f"now ({len(vocabulary)} tokens), first at line {line + 1}: {saved_token!r} -> "
+            f"{new_token!r}; the weights were trained on the saved words"
+        )
+
+
+def _check_run_dir(config: Config, run_dir: RunDir) -> None:
+    """Checks the run directory against --resume, and a resumed run's settings."""
     path = run_dir.path
     if path.exists() and not path.is_dir():
         raise UserError(f"--output-dir {path} is a file; expected a directory for the run")
@@ -209,7 +275,7 @@ def _prepare_run_dir(config: Config, run_dir: RunDir) -> tuple[list[dict], int]:
         )
     path.mkdir(parents=True, exist_ok=True)
     if not config.resume:
-        return [], 0
+        return
     if not exists or not (run_dir / "config.json").exists():
         raise UserError(f"--resume: {path} holds no run to resume (no config.json)")
     saved = run_dir.read_config()
@@ -220,43 +286,32 @@ def _prepare_run_dir(config: Config, run_dir: RunDir) -> tuple[list[dict], int]:
             for name in changed
         )
         raise UserError(f"--resume: settings differ from the run in {path}: {details}")
-    epochs_done = run_dir.backup_epochs()
-    if not epochs_done and not run_dir.backup.exists() and (run_dir / "metrics.json").exists():
-        raise UserError(f"--resume: the run in {path} already finished (metrics.json exists)")
-    return run_dir.trim_history(epochs_done), epochs_done
 
 
-def make_callbacks(
-    config: Config,
-    run_dir: RunDir,
-    history_rows=(),
-    backup_every_batches: int = BACKUP_EVERY_BATCHES,
-) -> list:
-    """Keras' callbacks for a run in `run_dir`; `history_rows` are a resumed run's epochs."""
-    best_so_far = [float(row[MONITOR]) for row in history_rows if row.get(MONITOR)]
-    callbacks = [
-        keras.callbacks.TerminateOnNaN(),
-        # Before CSVLogger, so a kill between the two loses a row rather than duplicating one
-        # (and RunDir.trim_history drops any row past the backup anyway).
-        EpochAndBatchBackup(str(run_dir.backup), save_freq=backup_every_batches),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=config.resume),
-        AtomicModelCheckpoint(
-            run_dir / MODEL,
-            monitor=MONITOR,
-            mode=MONITOR_MODE,
-            save_best_only=True,
-            initial_value_threshold=(max(best_so_far) if best_so_far else None),
-            verbose=1,
-        ),
-        ResumableEarlyStopping(
-            history_rows,
-            monitor=MONITOR,
-            mode=MONITOR_MODE,
-            patience=config.patience,
-            restore_best_weights=True,
-            verbose=1,
-        ),
-    ]
+def _choose_state(run_dir: RunDir, model: keras.Model, states: list):
+    """(path, state): the newest committed state whose files are whole, its variables loaded
+    into `model`; (None, None) if there is none to resume (killed before its first commit)."""
+    for path, values in states:
+        state = RunState.from_dict(values)
+        if state.fit_done or state.backup is None:
+            return path, state
+        try:
+            _restore_backup(model, run_dir, state)
+        except DamagedFile as error:
+            warn(f"{error}; falling back to the state before {path.name}")
+            continue
+        return path, state
+    if states:
+        raise UserError(
+            f"--resume: no state in {run_dir.path} has whole files (see the warnings above); "
+            f"delete {run_dir.path} to train the run again"
+        )
+    return None, None
+
+
+def make_callbacks(config: Config, run_dir: RunDir, extra=()) -> list:
+    """Keras' callbacks for the epochs: TerminateOnNaN, `extra`, TensorBoard."""
+    callbacks = [keras.callbacks.TerminateOnNaN(), *extra]
     if _tensorflow_or_none() is not None and importlib.util.find_spec("tensorboard"):
         # Keras' TensorBoard writes through tf.summary, which needs the tensorboard package.
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir.logs)))
@@ -265,13 +320,115 @@ def make_callbacks(
     return callbacks
 
 
+def _fit(
+    model, config, run_dir, state, token_data, boundaries, validation_batches, callbacks, every
+) -> RunState:
+    """Trains the epochs `state` has not done, committing a state every `every` batches and
+    at each epoch's end; returns the state with fit_done."""
+    callback_list = keras.callbacks.CallbackList(
+        make_callbacks(config, run_dir, callbacks),
+        add_history=False,
+        add_progbar=True,
+        model=model,
+        verbose=1,
+        epochs=config.epochs,
+        steps=None,
+    )
+    callback_list.on_train_begin()
+    for epoch in range(state.epochs_done, config.epochs):
+        number = epoch + 1
+        running = {key: list(pair) for key, pair in state.running.items()}
+        logs = {key: total / count for key, (total, count) in running.items()}
+        callback_list.on_epoch_begin(epoch)
+        clock_started, tokens_trained = time.perf_counter(), 0
+        epoch_batches = batches.epoch_batches(
+            token_data.train, config, boundaries, epoch, first_step=state.step
+        )
+        for step, (ids, labels, *weights) in enumerate(epoch_batches, start=state.step):
+            callback_list.on_train_batch_begin(step)
+            sample_weight = weights[0] if weights else None
+            batch_logs = model.train_on_batch(
+                ids, labels, sample_weight=sample_weight, return_dict=True
+            )
+            # The epoch's logs: per-review means over its batches (a topped-up batch's
+            # padding rows count for nothing), as exact after a resume as without one.
+            reviews = float(np.sum(sample_weight)) if weights else float(len(labels))
+            for key, value in batch_logs.items():
+                total, count = running.get(key, (0.0, 0.0))
+                running[key] = [total + float(value) * reviews, count + reviews]
+            logs = {key: total / count for key, (total, count) in running.items()}
+            tokens_trained += int(keras.ops.count_nonzero(ids))
+            callback_list.on_train_batch_end(step, logs)
+            crash_point("epoch-step")
+            if model.stop_training:  # TerminateOnNaN, or a callback of the caller
+                break
+            if (step + 1) % every == 0:
+                name = f"epoch-{number}-step-{step + 1}.npz"
+                state = dataclasses.replace(
+                    state,
+                    step=step + 1,
+                    backup=name,
+                    backup_sha256=_save_backup(model, run_dir, name),
+                    running=running,
+                    train_seconds=state.train_seconds + time.perf_counter() - clock_started,
+                    train_tokens=state.train_tokens + tokens_trained,
+                )
+                _commit(run_dir, state)
+                clock_started, tokens_trained = time.perf_counter(), 0
+        if not np.isfinite(logs.get("loss", 0.0)):
+            raise RuntimeError(
+                f"sentiment training stopped on a NaN loss in epoch {number}: no "
+                f"metrics.json written; train again in a new --output-dir, e.g. with a lower "
+                f"--learning-rate"
+            )
+        train_seconds = state.train_seconds + time.perf_counter() - clock_started
+        validation = model.evaluate(validation_batches, return_dict=True, verbose=0)
+        logs = {**logs, **{f"val_{key}": float(value) for key, value in validation.items()}}
+        callback_list.on_epoch_end(epoch, logs)
+
+        improved = state.best_value is None or logs[MONITOR] > state.best_value
+        if improved:
+            _save_model_atomically(model, _pending_best_model(run_dir, number))
+        name = f"epoch-{number}.npz"
+        sha256 = _save_backup(model, run_dir, name)
+        crash_point("after-backup")  # the backup written, the epoch not yet committed
+        best_epoch = number if improved else state.best_epoch
+        stop = model.stop_training or (not improved and number - best_epoch >= config.patience)
+        state = dataclasses.replace(
+            state,
+            epochs_done=number,
+            step=0,
+            backup=name,
+            backup_sha256=sha256,
+            running={},
+            history=[*state.history, {"epoch": epoch, **dict(sorted(logs.items()))}],
+            best_epoch=best_epoch,
+            best_value=logs[MONITOR] if improved else state.best_value,
+            fit_done=stop or number == config.epochs,
+            train_seconds=train_seconds,
+            train_tokens=state.train_tokens + tokens_trained,
+        )
+        _commit(run_dir, state)
+        crash_point("after-commit")  # committed; the best model not yet renamed into place
+        _settle_files(run_dir, state)
+        if stop and number < config.epochs:
+            print(f"Epoch {number}: early stopping, best epoch {best_epoch}")
+        if state.fit_done:
+            break
+    callback_list.on_train_end()
+    if not state.fit_done:  # --epochs lowered on resume below the epochs done
+        state = dataclasses.replace(state, fit_done=True)
+        _commit(run_dir, state)
+    return state
+
+
 def export_or_explain(config: Config, run_dir: Path):
     """Exports the SavedModel when possible; otherwise prints the command that will."""
     later = f"KERAS_BACKEND=tensorflow python -m lstm_reviews.export {run_dir}"
     if not config.export:
         print(f"Export skipped (--no-export). To export later: {later}")
         return None
-    if keras.backend.backend() != "tensorflow" or _tensorflow_or_none() is None:
+    if not _can_export():
         print(f"SavedModel export needs the TensorFlow backend. To export later: {later}")
         return None
     from lstm_reviews.export import export_saved_model
@@ -281,17 +438,40 @@ def export_or_explain(config: Config, run_dir: Path):
     return path
 
 
+def _can_export() -> bool:
+    return keras.backend.backend() == "tensorflow" and _tensorflow_or_none() is not None
+
+
+def _export(config: Config, run_dir: RunDir, state: RunState) -> None:
+    path = export_or_explain(config, run_dir.path)
+    if path is not None:
+        _commit(run_dir, dataclasses.replace(state, exported=str(path)))
+
+
 def train_and_evaluate(
     config: Config, run_dir=None, *, callbacks=(), backup_every_batches: int = BACKUP_EVERY_BATCHES
 ) -> dict:
     """Trains per `config` in `run_dir` (default config.output_dir); returns metrics.json's dict.
 
-    callbacks: extra Keras callbacks (tests use one to interrupt a run).
-    backup_every_batches: how often BackupAndRestore saves within an epoch.
+    With config.resume, continues the run from its last committed state (RunState).
+    callbacks: extra Keras callbacks, called as fit calls them (tests use them).
+    backup_every_batches: the most batches between two backups within an epoch (there are
+    at least four an epoch).
     Raises UserError for a run directory or data the user must fix.
     """
     run_dir = RunDir(run_dir or config.output_dir)
-    history_rows, epochs_done = _prepare_run_dir(config, run_dir)
+    _check_run_dir(config, run_dir)
+    states = run_dir.read_states() if config.resume else []
+    if config.resume and not states:
+        if (run_dir / METRICS).exists():
+            raise UserError(
+                f"--resume: the run in {run_dir.path} already finished (metrics.json exists)"
+            )
+        if (run_dir / STATE).exists():  # damaged, and no earlier state to fall back on
+            raise UserError(
+                f"--resume: {run_dir / STATE} is damaged and there is no earlier state; "
+                f"delete {run_dir.path} to train the run again"
+            )
     started = time.perf_counter()
     set_up_backend(config)
     print(f"Config:\n{config.to_json()}")
@@ -299,6 +479,19 @@ def train_and_evaluate(
 
     token_data = tokens.prepare_tokens(config)
     vocabulary = list(token_data.vocabulary)
+    data = _data_identity(token_data)
+    if config.resume:
+        _check_same_data(run_dir, states[0][1].get("data") if states else None, data, vocabulary)
+    if states:
+        newest = RunState.from_dict(states[0][1])
+        if newest.evaluated:
+            if not (config.export and newest.exported is None and _can_export()):
+                raise UserError(
+                    f"--resume: the run in {run_dir.path} already finished (metrics.json exists)"
+                )
+            print(f"Resuming {run_dir.path}: trained and evaluated, exporting")
+            _export(config, run_dir, newest)
+            return run_dir.read_metrics()
     run_dir.write_config(config)
     run_dir.write_vocabulary(vocabulary)
     print(
@@ -309,7 +502,6 @@ def train_and_evaluate(
     # Fixed shapes: the training split's length buckets serve every split, one set of batch
     # lengths. Dynamic: None, each split buckets its own reviews.
     boundaries = batches.split_boundaries(token_data.train, config)
-    train_batches = batches.make_batches(token_data.train, config, boundaries, train=True)
     validation_batches = batches.make_batches(token_data.validation, config, boundaries)
     test_batches = batches.make_batches(token_data.test, config, boundaries)
     if boundaries is None:
@@ -321,29 +513,37 @@ def train_and_evaluate(
     # batch topped up): the schedule needs only its scale, the one the recipe was measured with.
     steps_per_epoch = -(-len(token_data.train) // config.batch_size)
     model = compile_model(build_model(config, len(vocabulary)), config, steps_per_epoch)
-    if epochs_done:  # BackupAndRestore brings the weights back: no fresh start to make
-        print(f"Resuming {run_dir.path} after epoch {epochs_done} of {config.epochs}")
-    else:
-        initialize_reader(model, config, token_data)
-    clock = TrainingClock()
-    all_callbacks = make_callbacks(config, run_dir, history_rows, backup_every_batches)
-    all_callbacks += [clock, *callbacks]
-    fitted = model.fit(
-        train_batches,
-        validation_data=validation_batches,
-        epochs=config.epochs,
-        callbacks=all_callbacks,
-        verbose=1,
-        shuffle=False,
-    )  # the batches come shuffled (and bucketed) from the batches module
-    if not np.all(np.isfinite(fitted.history.get("loss", []))):  # TerminateOnNaN stopped it
-        raise RuntimeError(
-            f"sentiment training stopped on a NaN loss in epoch {fitted.epoch[-1] + 1}: no "
-            f"metrics.json written; train again in a new --output-dir, e.g. with a lower "
-            f"--learning-rate"
+    path, state = _choose_state(run_dir, model, states)
+    if state is not None and state.backup is not None:
+        if path != run_dir / STATE:  # a fallback: it becomes current, the damaged one goes
+            _commit(run_dir, state)
+        _settle_files(run_dir, state)
+        print(
+            f"Resuming {run_dir.path} after epoch {state.epochs_done} of {config.epochs}"
+            + (f", batch {state.step} of epoch {state.epochs_done + 1}" if state.step else "")
         )
+    else:  # a new run, or one killed before its first backup: start afresh
+        initialize_reader(model, config, token_data)
+        name = "epoch-1-step-0.npz"
+        state = RunState(data=data, backup=name, backup_sha256=_save_backup(model, run_dir, name))
+        _commit(run_dir, state)
+        run_dir.write_history([])
+    if not state.fit_done:
+        every = max(1, min(backup_every_batches, steps_per_epoch // 4))
+        state = _fit(
+            model,
+            config,
+            run_dir,
+            state,
+            token_data,
+            boundaries,
+            validation_batches,
+            callbacks,
+            every,
+        )
+    crash_point("after-fit")
 
-    history = run_dir.read_history()
+    history = state.history
     if not (run_dir / MODEL).exists():
         raise RuntimeError(
             f"training produced no checkpoint in {run_dir.path}: did every epoch fail?"
@@ -353,19 +553,17 @@ def train_and_evaluate(
     compile_model(best, config)
     validation = evaluate(best, validation_batches)
     test = evaluate(best, test_batches)
-    train_tokens = batches.count_tokens(token_data.train, config.max_length) * clock.epochs
+    seconds = state.train_seconds
     metrics = {
         "validation_accuracy": validation["accuracy"],
         "validation_loss": validation["loss"],
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "epochs": len(history),
-        "best_epoch": (
-            1 + int(np.argmax([float(row[MONITOR]) for row in history])) if history else 0
-        ),
+        "best_epoch": state.best_epoch,
         "wall_time_s": round(time.perf_counter() - started, 1),
-        "train_seconds": round(clock.seconds, 1),
-        "tokens_per_second": round(train_tokens / clock.seconds, 1) if clock.seconds else 0.0,
+        "train_seconds": round(seconds, 1),
+        "tokens_per_second": round(state.train_tokens / seconds, 1) if seconds else 0.0,
         "train_reviews": len(token_data.train),
         "validation_reviews": len(token_data.validation),
         "test_reviews": len(token_data.test),
@@ -375,24 +573,32 @@ def train_and_evaluate(
         "keras_version": keras.__version__,
     }
     run_dir.write_metrics(metrics)
+    state = dataclasses.replace(state, evaluated=True)
+    _commit(run_dir, state)
     print(
         f"Best epoch {metrics['best_epoch']} of {metrics['epochs']}: "
         f"validation accuracy {validation['accuracy']:.4f}, test accuracy {test['accuracy']:.4f} "
         f"(loss {test['loss']:.4f}); {metrics['tokens_per_second']:.0f} tokens/s"
     )
-    export_or_explain(config, run_dir.path)
+    _export(config, run_dir, state)
     return metrics
 
 
 def _interrupted_message(config: Config) -> str:
     """What Ctrl-C leaves, said as it is at that moment."""
     run_dir = RunDir(config.output_dir)
-    if (run_dir / "config.json").exists() and not (run_dir / "metrics.json").exists():
+    if (run_dir / "config.json").exists() and not (run_dir / METRICS).exists():
         return (
             f"Interrupted. Continue with the same options plus --resume "
             f"(the run directory is {run_dir.path})."
         )
-    if (run_dir / "metrics.json").exists():
+    if (run_dir / METRICS).exists():
+        states = run_dir.read_states()
+        if config.export and states and states[0][1].get("exported") is None and _can_export():
+            return (
+                f"Interrupted during the export; the run in {run_dir.path} is trained and "
+                f"evaluated: --resume exports it."
+            )
         return f"Interrupted after training finished; the run in {run_dir.path} is complete."
     return "Interrupted before the run started: nothing was saved; run the same command again."
 

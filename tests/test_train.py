@@ -200,21 +200,23 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_imdb, tmp_path):
         train.train_and_evaluate(
             config_from_args(argv), callbacks=[InterruptAfter(1, 4)], backup_every_batches=2
         )
-    # BackupAndRestore saved in epoch 1 (0-based), after batch 4 (batch index 3).
-    backup = json.loads((run_dir / "backup" / "training_metadata.json").read_text())
-    assert backup == {"epoch": 1, "batch": 3}
-    assert history_epochs(run_dir) == [0]
+    # Backed up in epoch 1 (0-based) after its second batch; the stop came after the fourth,
+    # before that batch's backup.
+    state = json.loads((run_dir / "state.json").read_text())
+    assert (state["epochs_done"], state["step"]) == (1, 2)
+    assert [row["epoch"] for row in state["history"]] == [0] and history_epochs(run_dir) == [0]
     assert not (run_dir / "metrics.json").exists()
 
-    seen_epochs = []
+    seen_epochs, first_batches = [], []
     recorder = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch)
+        on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch),
+        on_train_batch_begin=lambda batch, logs: first_batches.append(batch),
     )
     metrics = train.train_and_evaluate(config_from_args(argv + ["--resume"]), callbacks=[recorder])
     assert seen_epochs == [1, 2]  # epoch 0 is not trained again
+    assert first_batches[0] == state["step"]  # nor the batches of epoch 1 in the backup
     assert history_epochs(run_dir) == [0, 1, 2]  # every epoch exactly once
     assert metrics["epochs"] == 3
-    assert not (run_dir / "backup").exists()  # Keras removes the backup once training ends
 
 
 def test_resume_with_other_settings_is_refused(tiny_imdb, tmp_path, capsys):
@@ -275,18 +277,21 @@ def test_output_dir_that_is_a_file_exits_2(tiny_imdb, tmp_path, capsys):
     assert (tmp_path / "run").read_text() == "not a folder"  # untouched
 
 
-def test_resume_with_damaged_backup_metadata_exits_2_naming_it(tiny_imdb, tmp_path, capsys):
+def test_resume_with_a_damaged_state_and_none_before_exits_2_naming_it(tiny_imdb, tmp_path, capsys):
     argv = tiny_argv(tiny_imdb, tmp_path, "--resume")
     run_dir = RunDir(tmp_path / "run")
     run_dir.path.mkdir()
     run_dir.write_config(config_from_args(argv))
-    run_dir.backup.mkdir()
-    metadata = run_dir.backup / "training_metadata.json"
-    metadata.write_text('{"epoch": 1, "ba')  # cut short by a crash
+    state = run_dir / "state.json"
+    state.write_text('{"epochs_done": 1, "st')  # cut short (a disk that lost the end)
     assert train.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: {metadata}: unreadable backup metadata (")
-    assert f"delete {run_dir.backup} to restart" in err and len(err.splitlines()) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"warning: {state} is damaged (")
+    assert err[1] == (
+        f"error: --resume: {state} is damaged and there is no earlier state; "
+        f"delete {run_dir.path} to train the run again"
+    )
+    assert len(err) == 2
 
 
 class PoisonWeights(keras.callbacks.Callback):
