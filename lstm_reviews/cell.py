@@ -39,34 +39,82 @@ from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 GATE_NAMES = ("h", "c", "input_gate", "forget_gate", "output_gate", "candidate")
 
 
-def check_cell_arguments(units, dropout, recurrent_dropout) -> int:
-    """ValueError naming a bad argument; returns units as a plain int (JSON-serializable)."""
-    # numbers.Integral also admits NumPy integers; bool is an int but never meant.
-    if not isinstance(units, numbers.Integral) or isinstance(units, bool) or units <= 0:
-        raise ValueError(f"`units` must be a positive integer, got {units!r}")
-    for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-        # Type first: comparing a string such as "0.5" would raise a bare TypeError.
-        is_number = isinstance(rate, numbers.Real) and not isinstance(rate, bool)
-        if not is_number or not 0.0 <= rate < 1.0:
-            raise ValueError(f"`{name}` must be a number in [0, 1), got {rate!r}")
-    return int(units)
+class GatedCell(keras.layers.Layer, DropoutRNNCell):
+    """What every cell of this package shares: its arguments, their checks, the dropout seed,
+    the output size and get_config. LSTMCell and the variants (lstm_reviews.variants) add
+    their weights, their state and their `call`.
+
+    Args:
+        units: size of h_t (and c_t), a positive int.
+        use_bias: whether to add b.
+        kernel_initializer, recurrent_initializer, bias_initializer: as in Keras' cells
+            (glorot_uniform, orthogonal, zeros).
+        dropout: rate dropped from x_t; one mask per sequence, as in Keras.
+        recurrent_dropout: rate dropped from h_{t-1} where it enters the gates; one mask
+            per sequence.
+        return_gates: also output c_t and the gates at every step (GATE_NAMES).
+        seed: seed of the dropout masks.
+    """
+
+    def __init__(
+        self,
+        units,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        return_gates=False,
+        seed=None,
+        **kwargs,
+    ):
+        # numbers.Integral also admits NumPy integers; bool is an int but never meant.
+        if not isinstance(units, numbers.Integral) or isinstance(units, bool) or units <= 0:
+            raise ValueError(f"`units` must be a positive integer, got {units!r}")
+        for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            # Type first: comparing a string such as "0.5" would raise a bare TypeError.
+            is_number = isinstance(rate, numbers.Real) and not isinstance(rate, bool)
+            if not is_number or not 0.0 <= rate < 1.0:
+                raise ValueError(f"`{name}` must be a number in [0, 1), got {rate!r}")
+        super().__init__(**kwargs)
+        self.units = int(units)  # a plain int keeps get_config JSON-serializable
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.dropout = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.return_gates = return_gates
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+        self.output_size = self.units * len(GATE_NAMES) if return_gates else self.units
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "dropout": self.dropout,
+                "recurrent_dropout": self.recurrent_dropout,
+                "return_gates": self.return_gates,
+                "seed": self.seed,
+            }
+        )
+        return config
 
 
 @keras.saving.register_keras_serializable(package="lstm_reviews")
-class LSTMCell(keras.layers.Layer, DropoutRNNCell):
+class LSTMCell(GatedCell):
     """One LSTM step, for use in `keras.layers.RNN` (and so in `Bidirectional`).
 
-    Args:
-        units: size of h_t and c_t, a positive int.
-        use_bias: whether to add b.
-        kernel_initializer, recurrent_initializer, bias_initializer: as in
-            `keras.layers.LSTMCell` (glorot_uniform, orthogonal, zeros).
+    Args: GatedCell's, and
         unit_forget_bias: start the forget gate's bias at 1, so the cell keeps its
             state early in training (Jozefowicz et al., 2015).
-        dropout: rate dropped from x_t; one mask per sequence, as in Keras.
-        recurrent_dropout: rate dropped from h_{t-1}; one mask per sequence.
-        return_gates: also output c_t and the four gates at every step.
-        seed: seed of the dropout masks.
     """
 
     def __init__(
@@ -83,21 +131,20 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         seed=None,
         **kwargs,
     ):
-        units = check_cell_arguments(units, dropout, recurrent_dropout)
-        super().__init__(**kwargs)
-        self.units = units
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        super().__init__(
+            units,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            return_gates=return_gates,
+            seed=seed,
+            **kwargs,
+        )
         self.unit_forget_bias = unit_forget_bias
-        self.dropout = float(dropout)
-        self.recurrent_dropout = float(recurrent_dropout)
-        self.return_gates = return_gates
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed=seed)
-        self.output_size = units * len(GATE_NAMES) if return_gates else units
-        self.state_size = [self.output_size, units]  # [h (or the whole output), c]
+        self.state_size = [self.output_size, self.units]  # [h (or the whole output), c]
 
     # The weight blocks' order (columns of kernel, recurrent_kernel and bias): Keras' LSTM's.
     GATE_BLOCKS = ("i", "f", "c", "o")
@@ -189,20 +236,7 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "unit_forget_bias": self.unit_forget_bias,
-                "dropout": self.dropout,
-                "recurrent_dropout": self.recurrent_dropout,
-                "return_gates": self.return_gates,
-                "seed": self.seed,
-            }
-        )
+        config["unit_forget_bias"] = self.unit_forget_bias
         return config
 
 

@@ -29,11 +29,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-# The RNN layer clears the cached per-sequence dropout masks only of cells that are
-# instances of this mixin, and Keras does not export it publicly.
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
-
-from lstm_reviews.cell import GATE_NAMES, LSTMCell, check_cell_arguments
+from lstm_reviews.cell import GatedCell, LSTMCell
 
 
 @keras.saving.register_keras_serializable(package="lstm_reviews")
@@ -114,7 +110,7 @@ class CoupledLSTMCell(LSTMCell):
 
 
 @keras.saving.register_keras_serializable(package="lstm_reviews")
-class GRUCell(keras.layers.Layer, DropoutRNNCell):
+class GRUCell(GatedCell):
     """The gated recurrent unit (Cho et al. 2014), in keras.layers.GRU's reset_after form.
 
         x_z | x_r | x_h = x_t · W + b_in             input pre-activations
@@ -124,35 +120,11 @@ class GRUCell(keras.layers.Layer, DropoutRNNCell):
         h̃_t  = tanh(x_h + r_t ⊙ u_h)                  candidate
         h_t  = z_t ⊙ h_{t-1} + (1 - z_t) ⊙ h̃_t        new state, the output
 
-    Args as LSTMCell's (no unit_forget_bias: Keras' GRU has none; the bias starts at 0).
+    Args: GatedCell's (no unit_forget_bias: Keras' GRU has none; the bias starts at 0).
     """
 
-    def __init__(
-        self,
-        units,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        return_gates=False,
-        seed=None,
-        **kwargs,
-    ):
-        units = check_cell_arguments(units, dropout, recurrent_dropout)
-        super().__init__(**kwargs)
-        self.units = units
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.dropout = float(dropout)
-        self.recurrent_dropout = float(recurrent_dropout)
-        self.return_gates = return_gates
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed=seed)
-        self.output_size = units * len(GATE_NAMES) if return_gates else units
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
         self.state_size = [self.output_size]  # [h (or the whole output)]
 
     def build(self, input_shape):
@@ -204,23 +176,6 @@ class GRUCell(keras.layers.Layer, DropoutRNNCell):
 
     def get_initial_state(self, batch_size=None):
         return [ops.zeros((batch_size, self.output_size), dtype=self.compute_dtype)]
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "dropout": self.dropout,
-                "recurrent_dropout": self.recurrent_dropout,
-                "return_gates": self.return_gates,
-                "seed": self.seed,
-            }
-        )
-        return config
 
 
 # --cell's choices. The first is the default.
