@@ -24,6 +24,7 @@ costs lm_negatives + 1, so an epoch over 17M tokens takes minutes on a CPU.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 import zipfile
 from collections.abc import Sequence
@@ -272,9 +273,7 @@ def pretrain(
         *callbacks,
     ]
     if backup_dir is not None:
-        all_callbacks.append(
-            keras.callbacks.BackupAndRestore(str(backup_dir), save_freq=BACKUP_EVERY_BATCHES)
-        )
+        all_callbacks.append(PretrainingBackup(str(backup_dir), save_freq=BACKUP_EVERY_BATCHES))
     history = model.fit(
         batches, epochs=config.lm_epochs, callbacks=all_callbacks, verbose=1, shuffle=False
     )
@@ -283,6 +282,37 @@ def pretrain(
     weights = {name: model.get_layer(name).get_weights() for name in reader_layer_names(model)}
     weights["history"] = [float(loss) for loss in history.history.get("loss", [])]
     return weights
+
+
+class PretrainingBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore keeping the backup before the last one too (double_checkpoint):
+    a backup torn by a kill falls back to the previous one (Keras does that for the weights).
+    If still nothing loads (a torn training_metadata.json too), pretraining starts over from
+    the weights it began with, saying which backup was damaged, instead of failing every
+    resume with a raw h5py or JSON error."""
+
+    def __init__(self, backup_dir, save_freq):
+        super().__init__(backup_dir, save_freq=save_freq, double_checkpoint=True)
+
+    def on_train_begin(self, logs=None):
+        start = [variable.numpy() for variable in self.model.weights]
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            print(
+                f"warning: the pretraining backup in {self.backup_dir} is damaged "
+                f"({type(error).__name__}: {error}); pretraining starts over",
+                file=sys.stderr,
+            )
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+            # A failed load may have set some variables: back to the start, and a fresh
+            # optimizer state (Adam's variables all start at zero).
+            for variable, value in zip(self.model.weights, start):
+                variable.assign(value)
+            if self.model.optimizer is not None and self.model.optimizer.built:
+                for variable in self.model.optimizer.variables:
+                    variable.assign(np.zeros(variable.shape, variable.dtype))
+            self.model._initial_epoch = 0
 
 
 def reader_settings(config, tokens) -> dict:

@@ -258,3 +258,43 @@ def test_interrupted_pretraining_continues_from_its_backup(tmp_path, monkeypatch
     assert seen_epochs == [1]  # epoch 0 is not trained again
     assert len(seen_batches) == 6  # Keras replays the epoch's batches from the backed-up weights
     assert set(weights) == {"embedding", "bidirectional_lstm", "history"}
+
+
+def test_a_torn_pretraining_backup_starts_over_with_a_warning(tmp_path, monkeypatch, capsys):
+    """A kill while Keras writes the backup tears its files: the next run names the damage
+    and pretrains from the start, to the very weights of a run never interrupted."""
+    monkeypatch.setattr(pretrain, "BACKUP_EVERY_BATCHES", 2)
+    config = small_config(tmp_path, lm_epochs=2, lm_batch_size=4)
+    pieces = pretrain.chunk_reviews([np.arange(2, 12)] * 12, 5)
+    keras.utils.set_random_seed(0)
+    reference = pretrain.pretrain(config, pieces, 12)
+
+    backup_dir = tmp_path / "backup"
+
+    def stop_in_epoch_1(batch, logs):
+        if seen_epochs[-1] == 1 and batch == 2:
+            raise Interrupt
+
+    seen_epochs = []
+    interrupt = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch),
+        on_train_batch_end=stop_in_epoch_1,
+    )
+    keras.utils.set_random_seed(0)
+    with pytest.raises(Interrupt):
+        pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir, callbacks=[interrupt])
+    files = sorted(backup_dir.iterdir())
+    assert {path.name for path in files} >= {"latest.weights.h5", "training_metadata.json"}
+    for path in files:  # every file, the previous backup's too, cut in half
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    capsys.readouterr()
+
+    keras.utils.set_random_seed(0)
+    weights = pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir)
+    error = capsys.readouterr().err
+    assert f"warning: the pretraining backup in {backup_dir} is damaged" in error
+    assert "pretraining starts over" in error
+    for name in ("embedding", "bidirectional_lstm"):
+        for got, expected in zip(weights[name], reference[name]):
+            np.testing.assert_array_equal(got, expected)
+    assert weights["history"] == reference["history"] and len(weights["history"]) == 2
