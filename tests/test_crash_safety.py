@@ -45,7 +45,14 @@ def run_training(args: list[str], crash_at: str | None = None) -> subprocess.Com
         capture_output=True,
         text=True,
         timeout=300,
+        # A shell's background job (CI started with `&`, nohup) ignores SIGINT, and a child
+        # inherits that: Python then installs no KeyboardInterrupt handler and Ctrl-C is lost.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def explain(result: subprocess.CompletedProcess) -> str:
