@@ -225,17 +225,15 @@ class Interrupt(Exception):
     pass
 
 
-def test_interrupted_pretraining_continues_from_its_backup(tmp_path, monkeypatch):
-    monkeypatch.setattr(pretrain, "BACKUP_EVERY_BATCHES", 2)
-    config = small_config(tmp_path, lm_epochs=2, lm_batch_size=4)
-    pieces = pretrain.chunk_reviews([np.arange(2, 12)] * 12, 5)  # 24 pieces: 6 batches of 4
-    backup_dir = tmp_path / "backup"
+def _pretrain_until_interrupted(config, pieces, backup_dir) -> None:
+    """Pretrains from seed 0 with backups in backup_dir, stopped in epoch 1 (0-based) after
+    its third batch, as a kill would stop it."""
+    seen_epochs = []
 
     def stop_in_epoch_1_after_batch_3(batch, logs):
         if seen_epochs[-1] == 1 and batch == 2:
             raise Interrupt
 
-    seen_epochs = []
     interrupt = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch),
         on_train_batch_end=stop_in_epoch_1_after_batch_3,
@@ -243,6 +241,14 @@ def test_interrupted_pretraining_continues_from_its_backup(tmp_path, monkeypatch
     keras.utils.set_random_seed(0)
     with pytest.raises(Interrupt):
         pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir, callbacks=[interrupt])
+
+
+def test_interrupted_pretraining_continues_from_its_backup(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrain, "BACKUP_EVERY_BATCHES", 2)
+    config = small_config(tmp_path, lm_epochs=2, lm_batch_size=4)
+    pieces = pretrain.chunk_reviews([np.arange(2, 12)] * 12, 5)  # 24 pieces: 6 batches of 4
+    backup_dir = tmp_path / "backup"
+    _pretrain_until_interrupted(config, pieces, backup_dir)
     # Saved in epoch 1 (0-based) after its second batch; the stop came after the third.
     assert json.loads((backup_dir / "training_metadata.json").read_text()) == {
         "epoch": 1,
@@ -270,19 +276,7 @@ def test_a_torn_pretraining_backup_starts_over_with_a_warning(tmp_path, monkeypa
     reference = pretrain.pretrain(config, pieces, 12)
 
     backup_dir = tmp_path / "backup"
-
-    def stop_in_epoch_1(batch, logs):
-        if seen_epochs[-1] == 1 and batch == 2:
-            raise Interrupt
-
-    seen_epochs = []
-    interrupt = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch),
-        on_train_batch_end=stop_in_epoch_1,
-    )
-    keras.utils.set_random_seed(0)
-    with pytest.raises(Interrupt):
-        pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir, callbacks=[interrupt])
+    _pretrain_until_interrupted(config, pieces, backup_dir)
     files = sorted(backup_dir.iterdir())
     assert {path.name for path in files} >= {"latest.weights.h5", "training_metadata.json"}
     for path in files:  # every file, the previous backup's too, cut in half
