@@ -300,20 +300,18 @@ def split_boundaries(split: TokenSplit, config) -> list | None:
     )
 
 
-def make_batches(split: TokenSplit, config, boundaries: Sequence[int] | None, train: bool = False):
-    """Batches of (ids <int32>[batch, time], labels <float32>[batch], weights <float32>[batch])
-    for `split`, per `config`: shuffled, of config.batch_size rows, when `train`; else in
-    order, of eval_batch_size(config) rows. boundaries: split_boundaries(training split).
-    With dynamic shapes (fixed_shapes), (ids, labels) batches, boundaries unused.
+def make_batches(split: TokenSplit, config, boundaries: Sequence[int] | None):
+    """Evaluation batches of (ids <int32>[batch, time], labels <float32>[batch], weights
+    <float32>[batch]) for `split`, per `config`: in order, of eval_batch_size(config) rows.
+    boundaries: split_boundaries(training split). With dynamic shapes (fixed_shapes), (ids,
+    labels) batches, boundaries unused. Training batches: epoch_batches.
 
     tf.data under the TensorFlow backend; NumpyBatches otherwise (no TensorFlow needed).
     """
     fixed = fixed_shapes(config)
     kwargs = dict(
-        batch_size=config.batch_size if train else eval_batch_size(config),
+        batch_size=eval_batch_size(config),
         max_length=config.max_length,
-        shuffle=train,
-        seed=config.seed,
         bucket=config.bucket_by_length,
         boundaries=boundaries if fixed else None,
         fixed=fixed,
@@ -331,9 +329,9 @@ def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
 def epoch_batches(
     split: TokenSplit, config, boundaries: Sequence[int] | None, epoch: int, first_step: int = 0
 ):
-    """The training batches of 0-based `epoch` from batch `first_step` on, as make_batches(
-    train=True) gives them: shuffled by (config.seed, epoch) alone, so a resumed run sees each
-    epoch's batches in the order the uninterrupted run saw them. An iterable of batches."""
+    """The training batches of 0-based `epoch` from batch `first_step` on, make_batches' but
+    of config.batch_size rows and shuffled by (config.seed, epoch) alone, so a resumed run
+    sees each epoch's batches in the order the uninterrupted run saw them. An iterable."""
     fixed = fixed_shapes(config)
     kwargs = dict(
         batch_size=config.batch_size,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from lstm_reviews import embeddings, pretrain, train
-from lstm_reviews.batches import NumpyBatches, make_batches, make_dataset, split_boundaries
+from lstm_reviews.batches import NumpyBatches, epoch_batches, make_dataset, split_boundaries
 from lstm_reviews.config import Config, config_from_args
 from lstm_reviews.rundir import RunDir
 from lstm_reviews.text import keep_last_tokens, pad
@@ -127,7 +127,7 @@ def test_one_training_step_changes_every_trainable_weight(tiny_imdb, tmp_path):
     model = train.compile_model(train.build_model(config, len(tokens.vocabulary)), config)
     boundaries = split_boundaries(tokens.train, config)
     # (ids, labels) with dynamic shapes (the default under TensorFlow), weights with fixed ones.
-    ids, labels, *weights = next(iter(make_batches(tokens.train, config, boundaries, train=True)))
+    ids, labels, *weights = next(iter(epoch_batches(tokens.train, config, boundaries, epoch=0)))
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
     logs = model.train_on_batch(ids, labels, sample_weight=(weights or [None])[0], return_dict=True)
     assert math.isfinite(logs["loss"]) and 0.0 <= logs["accuracy"] <= 1.0
