@@ -300,20 +300,40 @@ def split_boundaries(split: TokenSplit, config) -> list | None:
     )
 
 
+def evaluation_length(split: TokenSplit, config) -> int:
+    """Tokens kept per review of `split` when it is evaluated: config.eval_max_length, else
+    (the default) its longest review's, so every review is read whole."""
+    longest = max((len(ids) for ids in split.ids), default=1)
+    return min(longest, config.eval_max_length) if config.eval_max_length else max(longest, 1)
+
+
+def evaluation_boundaries(boundaries: Sequence[int], length: int) -> list:
+    """The training split's length buckets, extended for evaluation reviews of up to `length`
+    tokens by doubling the last bucket's length until it holds them: a few more shapes.
+
+    Worked example: [8, 41] (max_length 40), length 100 -> [8, 41, 81, 161]."""
+    boundaries = list(boundaries)
+    while boundaries[-1] <= length:
+        boundaries.append(2 * (boundaries[-1] - 1) + 1)
+    return boundaries
+
+
 def make_batches(split: TokenSplit, config, boundaries: Sequence[int] | None):
     """Evaluation batches of (ids <int32>[batch, time], labels <float32>[batch], weights
-    <float32>[batch]) for `split`, per `config`: in order, of eval_batch_size(config) rows.
-    boundaries: split_boundaries(training split). With dynamic shapes (fixed_shapes), (ids,
-    labels) batches, boundaries unused. Training batches: epoch_batches.
+    <float32>[batch]) for `split`, per `config`: in order, of eval_batch_size(config) rows,
+    reviews cut to evaluation_length (whole by default). boundaries:
+    split_boundaries(training split), extended for the longer reviews. With dynamic shapes
+    (fixed_shapes), (ids, labels) batches, boundaries unused. Training batches: epoch_batches.
 
     tf.data under the TensorFlow backend; NumpyBatches otherwise (no TensorFlow needed).
     """
     fixed = fixed_shapes(config)
+    length = evaluation_length(split, config)
     kwargs = dict(
         batch_size=eval_batch_size(config),
-        max_length=config.max_length,
+        max_length=length,
         bucket=config.bucket_by_length,
-        boundaries=boundaries if fixed else None,
+        boundaries=evaluation_boundaries(boundaries, length) if fixed and boundaries else None,
         fixed=fixed,
     )
     return make_dataset(split, **kwargs) if uses_tf_data() else NumpyBatches(split, **kwargs)

@@ -103,9 +103,10 @@ def _trace_command(run: Run, inspector: inspection.Inspector, args) -> dict:
     title = f"The verdict's ledger: {run.path.name}"
     if len(ids) < total:
         print(
-            f"the review has {total} tokens: kept the last {len(ids)} (max_length), as in training"
+            f"the review has {total} tokens: kept the last {len(ids)} (eval_max_length), "
+            f"as in evaluation"
         )
-        title += f" (the last {len(ids)} of the review's {total} tokens, as in training)"
+        title += f" (the last {len(ids)} of the review's {total} tokens, as in evaluation)"
     print(
         "per token: input, forget, output = gate mean over units; |dc| = ||c_t - c_(t-1)||; "
         "P(pos) = the model's prediction if the review ended at this token; "

@@ -22,8 +22,8 @@ Signature "serving_default" (also "serve"):
              tokens       <int32>[batch]     tokens the model read, after truncation
 
 Inside: the training standardizer and vocabulary (text.vectorizer_from_vocabulary), then
-the last config.max_length tokens of each review (as in training: a long review keeps
-its ending), right-padded with 0, then the model. The SavedModel needs TensorFlow only,
+each review whole (or its last config.eval_max_length tokens, as the test set was read),
+right-padded with 0, then the model. The SavedModel needs TensorFlow only,
 not this package.
 
 Exit codes: 0 exported (the new version's path is printed), 2 bad run directory or
@@ -65,8 +65,9 @@ def require_tensorflow_backend() -> None:
         )
 
 
-def build_serving_function(model, vectorizer, max_length: int):
+def build_serving_function(model, vectorizer, max_length: int | None):
     """The tf.function behind "serving_default": raw strings in, probabilities out.
+    max_length: tokens kept per review (its last ones); None: whole reviews.
 
     reviews <string>[batch] -> {"probability": <float32>[batch], "logit": <float32>[batch],
     "tokens": <int32>[batch]}.
@@ -78,7 +79,8 @@ def build_serving_function(model, vectorizer, max_length: int):
         # A client may send any bytes; the standardizer's UTF-8 ops would fail on bad ones.
         reviews = tf.strings.unicode_transcode(reviews, "UTF-8", "UTF-8", errors="replace")
         ids = vectorizer(reviews)  # ragged <int64>[batch, (tokens)]
-        ids = ids[:, -max_length:]  # the ending of a long review, as in training
+        if max_length is not None:
+            ids = ids[:, -max_length:]  # the ending of a long review, as in evaluation
         tokens = tf.cast(ids.row_lengths(), tf.int32)
         ids = tf.cast(ids.to_tensor(default_value=0), tf.int32)  # <int32>[batch, time]
         # At least one (padding) step: an RNN over zero steps fails when every review is empty.
@@ -172,7 +174,7 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
     config = run.config
     vectorizer = vectorizer_from_vocabulary(run.vocabulary)
     model = run.model
-    serve = build_serving_function(model, vectorizer, config.max_length)
+    serve = build_serving_function(model, vectorizer, config.eval_max_length)
 
     serve.get_concrete_function()  # traces it once
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lstm_reviews import embeddings, pretrain, tokens
 from lstm_reviews.cache import write_text_atomically
-from lstm_reviews.config import Config, build_parser, option
+from lstm_reviews.config import Config, apply_preset, build_parser, option
 from lstm_reviews.errors import UserError, run_command
 
 # Where each machine keeps its own: the GPU run names its data, caches and outputs itself.
@@ -101,6 +101,7 @@ def main(argv=None) -> int:
         action="store_true",
         help="leave the language-model pretraining to the GPU run",
     )
+    apply_preset(parser, argv)
     values = vars(parser.parse_args(argv))
     bundle_dir, on_gpu = values.pop("bundle_dir"), values.pop("language_model_on_gpu")
     try:

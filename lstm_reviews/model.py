@@ -172,7 +172,10 @@ def compile_model(model: keras.Model, config, steps_per_epoch: int = 0) -> keras
     """
     # clipnorm: an LSTM's rare exploding-gradient step would otherwise undo an epoch.
     optimizer = keras.optimizers.Adam(
-        learning_rate=learning_rate(config, steps_per_epoch), clipnorm=1.0
+        learning_rate=learning_rate(config, steps_per_epoch),
+        clipnorm=1.0,
+        use_ema=config.ema_momentum > 0,
+        ema_momentum=config.ema_momentum,
     )
     accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
     if not fixed_shapes(config):

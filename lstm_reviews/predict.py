@@ -20,8 +20,9 @@ Output: one JSON line per review, in input order:
     {"text": "", "error": "empty review: nothing to predict", "source": "f.txt", "line": 3}
 
 "text" is the review's start (about 60 characters, whitespace collapsed); "label" is
-positive when probability >= 0.5; "tokens" counts the words the model read (a long
-review keeps its last config.max_length); "source"/"line" say where a review came from.
+positive when probability >= 0.5; "tokens" counts the words the model read (a review is
+read whole, or its last config.eval_max_length if set); "source"/"line" say where a review
+came from.
 Invalid UTF-8 is decoded with U+FFFD replacements and still predicted, with a warning on
 standard error; a NUL byte separates words. Input that is not text at all (a program, a
 UTF-16 file: NUL bytes in invalid UTF-8, a UTF-16 byte order mark, or over 10% control

@@ -98,7 +98,8 @@ class Vectorizer:
 
 
 def build_vectorizer(texts: Sequence[str], vocab_size: int) -> Vectorizer:
-    """A Vectorizer whose vocabulary is adapted on `texts` (the training split only).
+    """A Vectorizer whose vocabulary is adapted on `texts` (the training split; with
+    --vocabulary-from train+unlabeled also the unlabeled reviews).
 
     Keras' TextVectorization learns the vocabulary (the vocab_size - 2 most frequent words
     after '' and '[UNK]'); only its ragged output is TensorFlow-backend-only, so the adapting

@@ -204,10 +204,14 @@ def prepare_tokens(config) -> TokenData:
 
 
 def _build_tokens(config, settings: dict) -> TokenData:
-    """Reads the reviews, adapts the vocabulary on the training split, encodes every split."""
+    """Reads the reviews, adapts the vocabulary on the training split (and with
+    config.vocabulary_from, the unlabeled reviews), encodes every split."""
     reviews = imdb.load_imdb(config)
+    counted = list(reviews.train.texts)
+    if config.vocabulary_from == "train+unlabeled":
+        counted += imdb.load_unlabeled(config)
     started = time.perf_counter()
-    vectorizer = text.build_vectorizer(reviews.train.texts, config.vocab_size)
+    vectorizer = text.build_vectorizer(counted, config.vocab_size)
     adapt_seconds = time.perf_counter() - started
     splits = {}
     for name in _SPLITS:

@@ -19,6 +19,7 @@ the TF backend is used.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -320,6 +321,28 @@ def make_callbacks(config: Config, run_dir: RunDir, extra=()) -> list:
     return callbacks
 
 
+@contextlib.contextmanager
+def averaged_weights(model: keras.Model):
+    """Within: the model's trainable weights are the optimizer's moving averages (with
+    --ema-momentum; otherwise unchanged), so validation and the best model see them. After:
+    the trained weights again, bit for bit, and training goes on from them."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # loss scaling
+    if not optimizer.use_ema:
+        yield model
+        return
+    trained = [variable.numpy() for variable in model.trainable_variables]
+    model.optimizer.finalize_variable_values(model.trainable_variables)
+    for variable in model.trainable_variables:
+        # Under JAX the assignment shares the average's buffer, which a step that donates
+        # the weights' buffers (evaluate) would then delete: a copy of its own.
+        variable.assign(variable.numpy())
+    try:
+        yield model
+    finally:
+        for variable, value in zip(model.trainable_variables, trained):
+            variable.assign(value)
+
+
 def _fit(
     model, config, run_dir, state, token_data, boundaries, validation_batches, callbacks, every
 ) -> RunState:
@@ -382,13 +405,13 @@ def _fit(
                 f"--learning-rate"
             )
         train_seconds = state.train_seconds + time.perf_counter() - clock_started
-        validation = model.evaluate(validation_batches, return_dict=True, verbose=0)
-        logs = {**logs, **{f"val_{key}": float(value) for key, value in validation.items()}}
+        with averaged_weights(model):
+            validation = model.evaluate(validation_batches, return_dict=True, verbose=0)
+            logs = {**logs, **{f"val_{key}": float(value) for key, value in validation.items()}}
+            improved = state.best_value is None or logs[MONITOR] > state.best_value
+            if improved:
+                _save_model_atomically(model, _pending_best_model(run_dir, number))
         callback_list.on_epoch_end(epoch, logs)
-
-        improved = state.best_value is None or logs[MONITOR] > state.best_value
-        if improved:
-            _save_model_atomically(model, _pending_best_model(run_dir, number))
         name = f"epoch-{number}.npz"
         sha256 = _save_backup(model, run_dir, name)
         crash_point("after-backup")  # the backup written, the epoch not yet committed

@@ -19,7 +19,16 @@ TRAIN_TEXTS = [
 ]
 # Small enough for 2 shared cores, but the whole model: embedding, BiLSTM of our cell, pooling.
 # Pooling "max": the weights below were scaled for it, so reviews get clearly different scores.
-TINY = dict(vocab_size=50, max_length=12, embedding_dim=8, units=4, dropout=0.0, pooling="max")
+# eval_max_length 12: a long review is cut when served (whole reviews: tests/test_recipe.py).
+TINY = dict(
+    vocab_size=50,
+    max_length=12,
+    eval_max_length=12,
+    embedding_dim=8,
+    units=4,
+    dropout=0.0,
+    pooling="max",
+)
 
 
 def write_run_dir(run_dir: Path, **overrides) -> Config:
@@ -51,7 +60,8 @@ def write_run_dir(run_dir: Path, **overrides) -> Config:
 
 
 def keras_probabilities(run_dir: Path, texts: list[str]) -> np.ndarray:
-    """The reference: the run's Keras model on training-style ids (text.keep_last_tokens).
+    """The reference: the run's Keras model on evaluation-style ids: each review's last
+    config.eval_max_length tokens (text.keep_last_tokens), or all of them.
 
     texts: N reviews -> <float32>[N] probabilities of the positive class.
     """
@@ -64,8 +74,10 @@ def keras_probabilities(run_dir: Path, texts: list[str]) -> np.ndarray:
     config = RunDir(run_dir).read_config()
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     vectorizer = vectorizer_from_vocabulary(RunDir(run_dir).read_vocabulary())
+    length = config.eval_max_length
     rows = [
-        keep_last_tokens(np.asarray(ids), config.max_length) for ids in vectorizer(texts).to_list()
+        keep_last_tokens(np.asarray(ids), length) if length else np.asarray(ids, np.int64)
+        for ids in vectorizer(texts).to_list()
     ]
     ids = np.zeros((len(rows), max(1, max(len(row) for row in rows))), np.int32)
     for index, row in enumerate(rows):

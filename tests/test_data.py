@@ -615,7 +615,7 @@ def test_batch_shapes_auto_is_fixed_except_under_tensorflow(monkeypatch, tmp_pat
     # make_batches follows the setting; dynamic evaluation batches are --batch-size rows
     # unless --eval-batch-size says otherwise.
     split = _token_split(np.random.default_rng(7).integers(1, 45, size=40))
-    config = Config(max_length=30, batch_size=8, batch_shapes="dynamic")
+    config = Config(max_length=30, eval_max_length=30, batch_size=8, batch_shapes="dynamic")
     made = make_batches(split, config, None)
     items = [made[i] for i in range(len(made))] if isinstance(made, NumpyBatches) else list(made)
     assert {len(item) for item in items} == {2} and max(len(ids) for ids, _ in items) == 8

@@ -21,7 +21,7 @@ LONG_END = "awful worst boring dull terrible hated plot ending " * 3
 REVIEWS = [
     "A wonderful film, the actors were brilliant and I loved the story.",
     "Awful plot. The worst movie of the year, boring and dull.",
-    LONG_START + LONG_END,  # 48 tokens > max_length 12: only the ending may count
+    LONG_START + LONG_END,  # 48 tokens > eval_max_length 12: only the ending may count
     LONG_END.split(" ", 12)[-1],  # that ending alone (its last 12 tokens)
     "<p>Great <b>movie</b></p><br /><br />The ENDING was GREAT!!",
     "素晴らしい映画 отличный фильм 😀 great",
@@ -110,7 +110,7 @@ def test_loads_without_the_package_and_matches_keras(exported, tmp_path):
     assert np.ptp(expected[:3]) > 1e-2
 
     tokens = outputs["tokens"]
-    assert tokens[2] == 12  # truncated to max_length...
+    assert tokens[2] == 12  # truncated to eval_max_length...
     assert probability[2] == pytest.approx(probability[3], abs=1e-6)  # ...keeping the ending
     assert abs(probability[2] - keras_probabilities(run_dir, [LONG_START])[0]) > 1e-3
     assert tokens[6] == tokens[7] == 0  # empty and blank: a prediction, and 0 tokens to say so
