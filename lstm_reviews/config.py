@@ -111,8 +111,9 @@ class Config:
     )
     # Which reviews choose the vocabulary's words (the most frequent): the labeled training
     # split alone, or also the 50k unlabeled reviews the word vectors and language model read.
+    # Measured without the language model: validation 88.90% against 88.66% (README).
     vocabulary_from: str = _field(
-        "train",
+        "train+unlabeled",
         "reviews the vocabulary's most frequent words are counted in: 'train' (the training "
         "split) or 'train+unlabeled' (also the unlabeled reviews)",
         choices=VOCABULARY_SOURCES,
@@ -212,10 +213,11 @@ class Config:
         choices=POOLING_MODES,
     )
     # Miyato et al. 2017: the loss on embeddings pushed by ε up the loss gradient is added to
-    # the clean loss. Off by default: not measured on the full data here. Their ε = 5.0 is on
-    # normalized embeddings; ours are not normalized (lstm_reviews.adversarial).
+    # the clean loss. Their ε = 5.0 is on normalized embeddings; ours are not normalized
+    # (lstm_reviews.adversarial): 0.5 is 5 scaled to our vectors' norm. Validation 89.94%
+    # against 89.50% without it; it doubles the sentiment training's cost (README).
     adversarial_epsilon: float = _field(
-        0.0,
+        0.5,
         "adversarial training on the word embeddings (Miyato et al. 2017): each step also "
         "trains on every review's embedded sequence perturbed by this L2 norm (over the whole "
         "review, padding excluded) in the direction that raises the loss most; about twice the "

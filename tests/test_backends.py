@@ -25,11 +25,11 @@ CELL_TESTS = {
     "test_cell.py": (40, ""),
     "test_variants.py": (40, ""),
     "test_adversarial.py": (7, "(runs_on or perturbation or step or fit_runs) and not mixed"),
-    # The averaged weights, a resumed averaging run, whole reviews in fixed-shape batches and
+    # The averaged weights, resumed runs (adversarial, averaging), whole reviews in batches and
     # the gpu preset end to end (bfloat16, adversarial, fixed shapes under JAX).
     "test_recipe.py": (
-        8,
-        "runs_on or averaged_weights_are or resumed_ema or reads_whole or gpu_preset",
+        9,
+        "runs_on or averaged_weights_are or resumed_run or reads_whole or gpu_preset",
     ),
 }
 SUPPORTED = ("tensorflow", "jax")

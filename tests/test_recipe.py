@@ -107,12 +107,16 @@ def _encode(run: RunDir, texts):
     return encode(vectorizer_from_vocabulary(run.read_vocabulary()), texts)
 
 
-def test_a_resumed_ema_run_equals_the_uninterrupted_one(tiny_imdb, tmp_path):
+# The default recipe (adversarial training), and weight averaging without it.
+@pytest.mark.parametrize(
+    "extra", [("--lm-epochs", "0"), (*EMA, "--adversarial-epsilon", "0")], ids=["default", "ema"]
+)
+def test_a_resumed_run_equals_the_uninterrupted_one(tiny_imdb, tmp_path, extra):
     from test_train import Interrupt, InterruptAfter
 
-    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "2", *EMA, run="whole")
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "2", *extra, run="whole")
     whole = train.train_and_evaluate(config_from_args(argv))
-    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "2", *EMA, run="resumed")
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "2", *extra, run="resumed")
     with pytest.raises(Interrupt):
         train.train_and_evaluate(
             config_from_args(argv), callbacks=[InterruptAfter(1, 3)], backup_every_batches=2
