@@ -17,7 +17,10 @@ from lstm_reviews.model import build_model, compile_model
 
 BACKEND = keras.backend.backend()
 VOCAB = 50
-TINY = dict(vocab_size=VOCAB, max_length=40, embedding_dim=8, units=4, batch_size=4)
+# Adversarial training is the default: the tests name their epsilon, 0 for the plain model.
+TINY = dict(
+    vocab_size=VOCAB, max_length=40, embedding_dim=8, units=4, batch_size=4, adversarial_epsilon=0.0
+)
 
 
 def tiny_config(**overrides) -> Config:

@@ -90,8 +90,9 @@ def test_cell_keys_the_language_model_but_leaves_the_lstm_caches_valid():
         assert cache_settings(Config(cell="gru"), cache) == cache_settings(Config(), cache)
 
 
-def test_adversarial_epsilon_is_off_by_default_and_refuses_negative_or_nan(capsys):
-    assert Config().adversarial_epsilon == 0.0
+def test_adversarial_epsilon_defaults_to_the_recipe_and_refuses_negative_or_nan(capsys):
+    assert Config().adversarial_epsilon == 0.5
+    assert config_from_args(["--adversarial-epsilon", "0"]).adversarial_epsilon == 0.0
     assert config_from_args(["--adversarial-epsilon", "5"]).adversarial_epsilon == 5.0
     for bad in ("-0.5", "nan", "inf"):
         with pytest.raises(SystemExit) as exit_info:
