@@ -10,7 +10,10 @@ from lstm_reviews.cell import LSTMCell
 from lstm_reviews.config import Config
 from lstm_reviews.model import MaskedTimePooling, build_model, compile_model, learning_rate
 
-TINY = dict(vocab_size=50, max_length=40, embedding_dim=8, units=4, batch_size=8)
+# The plain model (adversarial training has its own tests: tests/test_adversarial.py).
+TINY = dict(
+    vocab_size=50, max_length=40, embedding_dim=8, units=4, batch_size=8, adversarial_epsilon=0.0
+)
 VOCAB = 50
 
 
