@@ -7,7 +7,7 @@ It calls the "serving_default" signature (raw strings in: standardization, vocab
 lookup and the BiLSTM all included), as TF Serving would, after a few warm-up calls.
 
 Without --model it exports an untrained model of the default size (Config(): vocabulary
-30,000, embedding 128, BiLSTM of 64 units per direction, max_length 600) into a temp
+30,000, embedding 128, BiLSTM of 96 units per direction, max_length 600) into a temp
 directory, so it runs without the dataset; trained weights take exactly the same time.
 
 Reviews are synthetic: words of the vocabulary, lengths drawn like IMDB's (median ~175
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
             started = time.perf_counter()
             version = build_untrained_export(Path(scratch))
             note = (
-                f"fresh UNTRAINED default-size model (vocabulary 30000, embedding 128, BiLSTM 64, "
+                f"fresh UNTRAINED default-size model (vocabulary 30000, embedding 128, BiLSTM 96, "
                 f"max_length 600), exported in {time.perf_counter() - started:.1f} s; "
                 "trained weights run at the same speed"
             )

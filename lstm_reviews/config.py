@@ -178,8 +178,9 @@ class Config:
     # --- model ---
     # 256 measured worse (88.1% against 88.7% test, with a 60k vocabulary).
     embedding_dim: int = _field(128, "size of the word embeddings", feeds=(VECTORS, LANGUAGE_MODEL))
-    # Per direction; already fits the training reviews (98% accuracy by epoch 4).
-    units: int = _field(64, "LSTM units per direction", feeds=(LANGUAGE_MODEL,))
+    # Per direction. 96 against 64 (each its own language model): validation 90.66% against
+    # 90.42%; pretraining 3 epochs takes ~19 min instead of 13 on 2 cores (README).
+    units: int = _field(96, "LSTM units per direction", feeds=(LANGUAGE_MODEL,))
     # The textbook's cell. On IMDB the variants measured within a point of it (README).
     cell: str = _field(
         "lstm",
@@ -243,15 +244,17 @@ class Config:
         "results beyond float rounding)",
         resumable=True,
     )
-    # Validation accuracy peaks by epoch 3-4; the learning rate decays over these.
-    epochs: int = _field(4, "maximum number of epochs", resumable=True)
+    # At learning rate 1e-3 validation accuracy peaks by epoch 1-2 (the training reviews are
+    # 96% fitted by epoch 3); the learning rate decays over these.
+    epochs: int = _field(2, "maximum number of epochs", resumable=True)
     # Epochs without validation improvement before stopping.
     patience: int = _field(
         2, "epochs without validation improvement before early stopping", resumable=True
     )
-    # Fine-tunes the pretrained reader without undoing it (1e-3: 88.94% against 89.70% test,
-    # after 1 LM epoch).
-    learning_rate: float = _field(5e-4, "Adam learning rate")
+    # With 3 pretraining epochs and adversarial training, 1e-3 over 2 epochs matched 5e-4 over
+    # 4 (validation 90.42% against 90.38%) in half the time (README). (After 1 LM epoch and
+    # without adversarial training, 1e-3 did worse: 88.94% against 89.70% test.)
+    learning_rate: float = _field(1e-3, "Adam learning rate")
     # The last epochs fine-tune instead of overfitting.
     lr_decay: bool = _field(
         True, "decay the learning rate along a cosine to 10%% of --learning-rate over --epochs"

@@ -21,7 +21,10 @@ from lstm_reviews.errors import UserError
 from lstm_reviews.tokens import prepare_tokens
 
 REPOSITORY = Path(__file__).resolve().parent.parent
+# The plain model; the gpu preset's adversarial steps under JAX: tests/test_recipe.py.
 TINY = [
+    "--adversarial-epsilon",
+    "0",
     "--vocab-size",
     "50",
     "--max-length",

@@ -114,9 +114,9 @@ def _encode(run: RunDir, texts):
 def test_a_resumed_run_equals_the_uninterrupted_one(tiny_imdb, tmp_path, extra):
     from test_train import Interrupt, InterruptAfter
 
-    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "2", *extra, run="whole")
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "2", *extra, run="whole", plain=False)
     whole = train.train_and_evaluate(config_from_args(argv))
-    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "2", *extra, run="resumed")
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "2", *extra, run="resumed", plain=False)
     with pytest.raises(Interrupt):
         train.train_and_evaluate(
             config_from_args(argv), callbacks=[InterruptAfter(1, 3)], backup_every_batches=2
@@ -242,7 +242,7 @@ def test_an_unknown_preset_exits_2(capsys):
 def test_the_gpu_preset_trains_end_to_end_scaled_down(tiny_imdb, tmp_path):
     """The gpu preset's recipe (vocabulary with the unlabeled reviews, language model,
     adversarial training, bfloat16) on the tiny fixture with a tiny reader."""
-    argv = tiny_argv(tiny_imdb, tmp_path, "--preset", "gpu", "--vocab-size", "60")
+    argv = tiny_argv(tiny_imdb, tmp_path, "--preset", "gpu", "--vocab-size", "60", plain=False)
     argv += ["--units", "4", "--embedding-dim", "8", "--lm-epochs", "1", "--epochs", "2"]
     assert train.main(argv) == 0
     run_dir = tmp_path / "run"

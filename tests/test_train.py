@@ -37,8 +37,13 @@ TINY_ARGS = [
 ]
 
 
-def tiny_argv(tiny_imdb: Path, tmp_path: Path, *extra: str, run: str = "run") -> list[str]:
+def tiny_argv(
+    tiny_imdb: Path, tmp_path: Path, *extra: str, run: str = "run", plain: bool = True
+) -> list[str]:
+    """plain: without adversarial training (the default, twice the cost of a step), which has
+    its own tests (tests/test_adversarial.py; the default recipe: tests/test_recipe.py)."""
     return [
+        *(["--adversarial-epsilon", "0"] if plain else []),
         *TINY_ARGS,
         "--data",
         str(tiny_imdb),
