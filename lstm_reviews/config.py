@@ -179,7 +179,7 @@ class Config:
     # 256 measured worse (88.1% against 88.7% test, with a 60k vocabulary).
     embedding_dim: int = _field(128, "size of the word embeddings", feeds=(VECTORS, LANGUAGE_MODEL))
     # Per direction. 96 against 64 (each its own language model): validation 90.66% against
-    # 90.42%; pretraining 3 epochs takes ~19 min instead of 13 on 2 cores (README).
+    # 90.42%; its 3 pretraining epochs take ~22 min instead of 13 on 2 cores (README).
     units: int = _field(96, "LSTM units per direction", feeds=(LANGUAGE_MODEL,))
     # The textbook's cell. On IMDB the variants measured within a point of it (README).
     cell: str = _field(
