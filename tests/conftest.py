@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import tarfile
 from pathlib import Path
 
@@ -28,6 +29,16 @@ FILLER_WORDS = [
     "of",
     "scene",
 ]
+
+
+@pytest.fixture(autouse=True)
+def float32_policy_after_each_test():
+    """Training sets Keras' global dtype policy (--mixed-precision): a test that trained in
+    bfloat16 must not leave the models of the tests after it in bfloat16."""
+    yield
+    keras = sys.modules.get("keras")  # not imported here: each test module picks its backend
+    if keras is not None:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 def _review(rng: random.Random, sentiment_words: list[str]) -> str:
