@@ -107,11 +107,15 @@ def main(argv=None) -> int:
                 return 2
             note = f"SavedModel {version}"
         else:
+            from lstm_reviews.config import Config
+
             started = time.perf_counter()
             version = build_untrained_export(Path(scratch))
+            size = Config()  # the defaults build_untrained_export uses
             note = (
-                f"fresh UNTRAINED default-size model (vocabulary 30000, embedding 128, BiLSTM 96, "
-                f"max_length 600), exported in {time.perf_counter() - started:.1f} s; "
+                f"fresh UNTRAINED default-size model (vocabulary {size.vocab_size}, embedding "
+                f"{size.embedding_dim}, BiLSTM {size.units}, max_length {size.max_length}), "
+                f"exported in {time.perf_counter() - started:.1f} s; "
                 "trained weights run at the same speed"
             )
         serve = tf.saved_model.load(str(version)).signatures["serving_default"]
