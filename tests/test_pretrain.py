@@ -12,6 +12,7 @@ import pytest
 from lstm_reviews import imdb, pretrain
 from lstm_reviews.config import Config
 from lstm_reviews.model import build_model
+from lstm_reviews.text import pad
 from lstm_reviews.tokens import prepare_tokens
 
 
@@ -116,6 +117,59 @@ def test_batches_are_seeded_and_shaped():
     assert not np.array_equal(reshuffled["negative_ids"], same["negative_ids"])
 
 
+def test_batches_hold_pieces_of_one_band_of_lengths():
+    # The docstring's worked example: lengths 8, 3, 7, 2, 8 in bands 4 wide, batches of 2.
+    pieces = pad([np.arange(2, 2 + n) for n in (8, 3, 7, 2, 8)], length=8)
+    probabilities = pretrain.sampling_probabilities(pieces, 20, power=0.75)
+    made = pretrain.LanguageModelBatches(
+        pieces, probabilities, batch_size=2, seed=3, negatives=5, bucket_width=4
+    )
+    assert len(made) == 3
+    for epoch in range(3):
+        served = [made[k] for k in range(len(made))]
+        shapes = sorted(inputs["token_ids"].shape for inputs, _, _ in served)
+        assert shapes == [(2, 4), (2, 8), (2, 8)]
+        seen = []
+        for inputs, _, weights in served:
+            for row, weight in zip(inputs["token_ids"], weights):
+                if weight:
+                    seen.append(len(np.trim_zeros(row)))
+                    # the piece whole: its band's top is at least its length
+                    assert np.count_nonzero(row) == seen[-1]
+                else:
+                    assert not row.any()
+            real = inputs["token_ids"][weights == 1]
+            lengths = np.count_nonzero(real, axis=1)
+            assert len(set((lengths - 1) // 4)) == 1  # one band per batch
+        assert sorted(seen) == [2, 3, 7, 8, 8], epoch
+        made.on_epoch_end()
+    # Orders are drawn per epoch, but seeded: a new dataset repeats epoch 0.
+    again = pretrain.LanguageModelBatches(
+        pieces, probabilities, batch_size=2, seed=3, negatives=5, bucket_width=4
+    )
+    first = pretrain.LanguageModelBatches(
+        pieces, probabilities, batch_size=2, seed=3, negatives=5, bucket_width=4
+    )
+    for k in range(3):
+        np.testing.assert_array_equal(again[k][0]["token_ids"], first[k][0]["token_ids"])
+
+
+def test_bands_cut_the_padding_of_reviews_last_pieces():
+    # Reviews of 1 to 300 tokens in pieces of 128: most padding sits in the last pieces,
+    # which the bands read at (up to 15 tokens over) their own length.
+    reviews = [np.full(n, 7) for n in range(1, 301)]
+    pieces = pretrain.chunk_reviews(reviews, 128)
+    probabilities = pretrain.sampling_probabilities(pieces, 10, power=0.75)
+    made = pretrain.LanguageModelBatches(
+        pieces, probabilities, batch_size=16, seed=0, negatives=4, fixed=False
+    )
+    positions = sum(made[k][0]["token_ids"].size for k in range(len(made)))
+    real = int(np.count_nonzero(pieces))
+    assert pieces.size > 1.3 * real  # without bands: over 30% padding
+    assert positions < 1.1 * real
+    assert len({made[k][0]["token_ids"].shape[1] for k in range(len(made))}) == 8
+
+
 def test_padding_pieces_change_neither_the_loss_nor_the_step(tmp_path):
     # A short batch topped up with empty pieces of weight 0 trains exactly as the short one.
     config = small_config(tmp_path, lm_batch_size=8, batch_shapes="fixed")
@@ -139,9 +193,9 @@ def test_padding_pieces_change_neither_the_loss_nor_the_step(tmp_path):
         np.testing.assert_allclose(padded, short, rtol=1e-5, atol=1e-6)
 
 
-def test_dynamic_shapes_keep_the_short_last_batch_and_the_cache_format_1(tiny_imdb, tmp_path):
-    # batch_shapes "dynamic" (and "auto" under TensorFlow): the batches and the cache key of
-    # the code before fixed shapes, so the reader cache made then is still found.
+def test_dynamic_shapes_keep_the_short_batch_and_their_own_cache_format(tiny_imdb, tmp_path):
+    # batch_shapes "dynamic" (and "auto" under TensorFlow): the fixed batches less their
+    # padding pieces, and a cache key of their own.
     pieces = pretrain.chunk_reviews([np.arange(2, 40)] * 5, 8)
     probabilities = pretrain.sampling_probabilities(pieces, 50, power=0.75)
     fixed, dynamic = (
@@ -156,16 +210,17 @@ def test_dynamic_shapes_keep_the_short_last_batch_and_the_cache_format_1(tiny_im
         assert targets.shape == (real,) and inputs["token_ids"].shape == (real, 8)
         for name, value in inputs.items():
             np.testing.assert_array_equal(value, full[name][:real])
-    assert len(pieces) % 4 == 1 and dynamic[len(dynamic) - 1][1].shape == (1,)
+    short = [k for k in range(len(dynamic)) if dynamic[k][1].shape != (4,)]
+    assert len(pieces) % 4 == 1 and [dynamic[k][1].shape for k in short] == [(1,)]
 
     config = small_config(tmp_path, data=str(tiny_imdb), batch_shapes="dynamic")
     tokens = prepare_tokens(config)
     settings = pretrain.reader_settings(config, tokens)
-    assert settings["format"] == 1 and "batch_shapes" not in settings
+    assert settings["format"] == 3 and "batch_shapes" not in settings
     fixed_settings = pretrain.reader_settings(
         dataclasses.replace(config, batch_shapes="fixed"), tokens
     )
-    assert fixed_settings == {**settings, "format": 2}
+    assert fixed_settings == {**settings, "format": 4}
     auto = pretrain.reader_settings(dataclasses.replace(config, batch_shapes="auto"), tokens)
     assert auto == (settings if keras.backend.backend() == "tensorflow" else fixed_settings)
 
@@ -183,6 +238,38 @@ def test_pretraining_learns_a_predictable_language(tmp_path):
     assert len(losses) == 8 and losses[0] > losses[-1]
     assert losses[-1] < 0.25 * chance, losses
     assert set(weights) == {"embedding", "bidirectional_lstm", "history"}
+
+
+def test_pretraining_reads_batches_of_several_lengths(tmp_path):
+    # Reviews of 3 to 59 tokens in pieces of 40: batches of three bands, 16, 32 and 40 long.
+    keras.utils.set_random_seed(0)
+    reviews = [np.tile(np.arange(2, 8), 10)[: 3 + n] for n in range(57)] * 2
+    pieces = pretrain.chunk_reviews(reviews, 40)
+    config = small_config(tmp_path, lm_epochs=2, lm_batch_size=8, lm_chunk_length=40)
+    served = []
+    recorder = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: served.append(batch)
+    )
+    weights = pretrain.pretrain(config, pieces, vocab_size=10, callbacks=[recorder])
+    probabilities = pretrain.sampling_probabilities(pieces, 10, 0.75)
+    made = pretrain.LanguageModelBatches(pieces, probabilities, 8, seed=3, negatives=64)
+    assert {made[k][0]["token_ids"].shape[1] for k in range(len(made))} == {16, 32, 40}
+    assert len(served) == 2 * len(made)
+    assert len(weights["history"]) == 2 and np.all(np.isfinite(weights["history"]))
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_a_frozen_embedding_keeps_its_word_vectors_while_the_lstm_learns(tmp_path, freeze):
+    keras.utils.set_random_seed(0)
+    reviews = [np.tile(np.arange(2, 8), 6)[offset : offset + 30] for offset in range(6)] * 20
+    pieces = pretrain.chunk_reviews(reviews, 10)
+    config = small_config(tmp_path, lm_epochs=6, lm_batch_size=8, lm_freeze_embedding=freeze)
+    vectors = np.random.default_rng(1).normal(size=(10, config.embedding_dim)).astype("float32")
+    weights = pretrain.pretrain(config, pieces, vocab_size=10, initial_embedding=vectors)
+    (embedding,) = weights["embedding"]
+    assert np.array_equal(embedding, vectors) == freeze
+    losses = weights["history"]
+    assert losses[-1] < 0.5 * losses[0], losses  # the LSTM learns to read either way
 
 
 def test_reader_weights_are_cached_and_load_into_the_classifier(tiny_imdb, tmp_path, monkeypatch):
