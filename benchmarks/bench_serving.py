@@ -7,7 +7,7 @@ It calls the "serving_default" signature (raw strings in: standardization, vocab
 lookup and the BiLSTM all included), as TF Serving would, after a few warm-up calls.
 
 Without --model it exports an untrained model of the default size (Config(): vocabulary
-30,000, embedding 128, BiLSTM of 96 units per direction, max_length 600) into a temp
+30,000, embedding 128, BiLSTM of 128 units per direction, max_length 600) into a temp
 directory, so it runs without the dataset; trained weights take exactly the same time.
 
 Reviews are synthetic: words of the vocabulary, lengths drawn like IMDB's (median ~175
