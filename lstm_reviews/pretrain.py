@@ -304,14 +304,11 @@ def pretrain(
     ]
     if backup_dir is not None:
         all_callbacks.append(PretrainingBackup(str(backup_dir), save_freq=BACKUP_EVERY_BATCHES))
-    if keras.backend.backend() == "tensorflow":
-        all_callbacks.append(
-            keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: batches.on_epoch_end())
-        )
+    fit_input, epoch_callbacks = _fit_input(batches)
     history = model.fit(
-        _fit_input(batches),
+        fit_input,
         epochs=config.lm_epochs,
-        callbacks=all_callbacks,
+        callbacks=all_callbacks + epoch_callbacks,
         verbose=1,
         shuffle=False,
     )
@@ -322,14 +319,14 @@ def pretrain(
     return weights
 
 
-def _fit_input(batches: LanguageModelBatches):
-    """What model.fit reads: the batches themselves, but under TensorFlow a tf.data pipeline
-    over them that leaves every length free. Keras' own pipeline for a PyDataset takes its
-    shapes from the first two batches, and batches of other bands have other lengths. Each
-    epoch reads the batches in the order of `batches`, which pretrain() advances (its
-    on_epoch_end) at the end of each epoch as Keras does for a PyDataset."""
+def _fit_input(batches: LanguageModelBatches) -> tuple:
+    """(what model.fit reads, the callbacks it needs): the batches themselves, but under
+    TensorFlow a tf.data pipeline over them that leaves every length free, and a callback
+    that advances the batches' epoch. Keras' own pipeline for a PyDataset takes its shapes
+    from the first two batches, and batches of other bands have other lengths; it calls the
+    PyDataset's on_epoch_end itself, which the callback does for the pipeline."""
     if keras.backend.backend() != "tensorflow":
-        return batches
+        return batches, []
     import tensorflow as tf
 
     signature = tf.nest.map_structure(
@@ -338,7 +335,11 @@ def _fit_input(batches: LanguageModelBatches):
     dataset = tf.data.Dataset.from_generator(
         lambda: (batches[index] for index in range(len(batches))), output_signature=signature
     )
-    return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
+    next_epoch = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: batches.on_epoch_end()
+    )
+    return dataset, [next_epoch]
 
 
 class PretrainingBackup(keras.callbacks.BackupAndRestore):
