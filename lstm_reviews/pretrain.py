@@ -173,8 +173,14 @@ class LanguageModelBatches(keras.utils.PyDataset):
         return inputs, np.zeros(self._batch_size, np.float32), weights
 
     def on_epoch_end(self) -> None:
-        self._epoch += 1
-        self._batches = self._planned()
+        self.set_epoch(self._epoch + 1)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Serves epoch `epoch`'s batches: a pretraining resumed at epoch k reads epoch k's
+        order, not epoch 0's again."""
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._batches = self._planned()
 
 
 class SampledWordLoss(keras.layers.Layer):
@@ -320,13 +326,17 @@ def pretrain(
 
 
 def _fit_input(batches: LanguageModelBatches) -> tuple:
-    """(what model.fit reads, the callbacks it needs): the batches themselves, but under
-    TensorFlow a tf.data pipeline over them that leaves every length free, and a callback
-    that advances the batches' epoch. Keras' own pipeline for a PyDataset takes its shapes
-    from the first two batches, and batches of other bands have other lengths; it calls the
-    PyDataset's on_epoch_end itself, which the callback does for the pipeline."""
+    """(what model.fit reads, the callbacks it needs). The input: the batches themselves, but
+    under TensorFlow a tf.data pipeline over them that leaves every length free (Keras' own
+    pipeline for a PyDataset takes its shapes from the first two batches, and batches of other
+    bands have other lengths). The callback sets the batches' epoch as each epoch begins:
+    Keras advances a PyDataset at each epoch's end but not the pipeline, and a run resumed
+    from a backup at epoch k starts with k."""
+    epochs = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)
+    )
     if keras.backend.backend() != "tensorflow":
-        return batches, []
+        return batches, [epochs]
     import tensorflow as tf
 
     signature = tf.nest.map_structure(
@@ -336,10 +346,7 @@ def _fit_input(batches: LanguageModelBatches) -> tuple:
         lambda: (batches[index] for index in range(len(batches))), output_signature=signature
     )
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
-    next_epoch = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: batches.on_epoch_end()
-    )
-    return dataset, [next_epoch]
+    return dataset, [epochs]
 
 
 class PretrainingBackup(keras.callbacks.BackupAndRestore):

@@ -347,9 +347,20 @@ def test_interrupted_pretraining_continues_from_its_backup(tmp_path, monkeypatch
         on_epoch_begin=lambda epoch, logs: seen_epochs.append(epoch),
         on_train_batch_begin=lambda batch, logs: seen_batches.append(batch),
     )
+    # Which epoch's order each batch read was drawn from.
+    served_epochs = []
+    serve = pretrain.LanguageModelBatches.__getitem__
+
+    def spy(batches, index):
+        served_epochs.append(batches._epoch)
+        return serve(batches, index)
+
+    monkeypatch.setattr(pretrain.LanguageModelBatches, "__getitem__", spy)
     weights = pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir, callbacks=[recorder])
     assert seen_epochs == [1]  # epoch 0 is not trained again
     assert len(seen_batches) == 6  # Keras replays the epoch's batches from the backed-up weights
+    # ... in epoch 1's order, not epoch 0's again (the first read may be a shape probe).
+    assert served_epochs[-6:] == [1] * 6
     assert set(weights) == {"embedding", "bidirectional_lstm", "history"}
 
 
