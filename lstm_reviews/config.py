@@ -247,6 +247,16 @@ class Config:
         "every step with this momentum (Keras' use_ema; e.g. 0.995: about the last 200 "
         "steps); 0 turns it off",
     )
+    # Howard & Ruder 2018 (ULMFiT)'s discriminative fine-tuning: the pretrained layers lower
+    # down change less, so the sentiment training does not overwrite what the language model
+    # taught them. 1 (off): every layer at --learning-rate, as measured before it existed.
+    layer_lr_decay: float = _field(
+        1.0,
+        "layer-wise learning-rate decay: the LSTM learns at this factor times --learning-rate "
+        "and the embedding below it at its square, the head at --learning-rate "
+        "(discriminative fine-tuning, Howard & Ruder 2018: 1/2.6 = 0.38 per layer); 1 turns "
+        "it off",
+    )
     # --- training ---
     # ~360 steps per epoch, 0.3 s each on 2 CPU cores.
     batch_size: int = _field(64, "reviews per training batch")
@@ -359,6 +369,8 @@ class Config:
         for name in ("lm_epochs", "patience"):
             if getattr(self, name) < 0:
                 raise UserError(f"{option(name)} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 < self.layer_lr_decay <= 1.0:
+            raise UserError(f"--layer-lr-decay must be in (0, 1], got {self.layer_lr_decay!r}")
         if not 0.0 <= self.ema_momentum < 1.0:
             raise UserError(f"--ema-momentum must be in [0, 1), got {self.ema_momentum!r}")
         # `not >= 0` also refuses NaN; inf would give inf perturbations.

@@ -25,13 +25,15 @@ CELL_TESTS = {
     "test_cell.py": (40, ""),
     "test_variants.py": (40, ""),
     "test_adversarial.py": (7, "(runs_on or perturbation or step or fit_runs) and not mixed"),
-    # The averaged weights, the default recipe resumed (adversarial), whole reviews in batches
-    # and the gpu preset end to end (bfloat16, adversarial, fixed shapes under JAX). Not the
-    # resumed averaging run: under JAX it adds 80 s of compilation on 2 cores, and the JAX
-    # side of averaging (the swap of the weights) is the averaged_weights test.
+    # The averaged weights, the layer-wise rates, the default recipe resumed (adversarial),
+    # whole reviews in batches and the gpu preset end to end (bfloat16, adversarial, fixed
+    # shapes under JAX). Not the resumed averaging run: under JAX it adds 80 s of compilation
+    # on 2 cores, and the JAX side of averaging (the swap of the weights) is the
+    # averaged_weights test.
     "test_recipe.py": (
-        8,
-        "runs_on or averaged_weights_are or (resumed_run and default) or reads_whole or gpu_preset",
+        9,
+        "runs_on or averaged_weights_are or layer_lr_decay_scales or (resumed_run and default) "
+        "or reads_whole or gpu_preset",
     ),
 }
 SUPPORTED = ("tensorflow", "jax")

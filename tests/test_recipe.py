@@ -13,6 +13,7 @@ from test_train import tiny_argv
 
 from lstm_reviews import batches, train
 from lstm_reviews.config import Config, config_from_args
+from lstm_reviews.errors import UserError
 from lstm_reviews.model import build_model, compile_model
 from lstm_reviews.rundir import RunDir
 from lstm_reviews.tokens import TokenSplit
@@ -64,6 +65,49 @@ def _restored(run_dir, config):
     state = train.RunState.from_dict(json.loads((run_dir / "state.json").read_text()))
     train._restore_backup(model, RunDir(run_dir), state)
     return model
+
+
+def _first_step_changes(config: Config) -> dict:
+    """{top-level layer name: [change of each of its weights]} after one training step."""
+    model, ids, labels = _tiny_model(config)
+    before = {variable.path: variable.numpy() for variable in model.trainable_variables}
+    model.train_on_batch(ids, labels)
+    changes: dict = {}
+    for variable in model.trainable_variables:
+        layer = variable.path.split("/")[0]
+        changes.setdefault(layer, []).append(variable.numpy() - before[variable.path])
+    return changes
+
+
+def test_layer_lr_decay_scales_each_layers_steps_down_the_stack():
+    # Random weights, no dropout: both runs see the same gradients in their first step, and
+    # Adam's step is proportional to the rate, so each layer's change is its factor times
+    # plain Adam's: the head 1, the LSTM 0.5, the embedding 0.25.
+    plain = dict(vocab_size=50, embedding_dim=8, units=4, batch_size=8, dropout=0.0)
+    plain.update(input_dropout=0.0, adversarial_epsilon=0.0, lr_decay=False)
+    reference = _first_step_changes(Config(**plain))
+    decayed = _first_step_changes(Config(**plain, layer_lr_decay=0.5))
+    assert set(decayed) == {"embedding", "bidirectional_lstm", "logit"}
+    for layer, factor in {"logit": 1.0, "bidirectional_lstm": 0.5, "embedding": 0.25}.items():
+        for got, full in zip(decayed[layer], reference[layer]):
+            assert np.abs(full).max() > 1e-5  # the layer did move
+            np.testing.assert_allclose(got, factor * full, rtol=1e-4, atol=1e-7)
+
+
+def test_a_model_trained_with_layer_lr_decay_saves_and_loads(tmp_path):
+    config = Config(vocab_size=50, embedding_dim=8, units=4, batch_size=8, layer_lr_decay=0.4)
+    model, ids, labels = _tiny_model(config)
+    model.train_on_batch(ids, labels)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert loaded.optimizer.layer_factors == {"bidirectional_lstm": 0.4, "embedding": 0.4**2}
+    np.testing.assert_allclose(loaded.predict(ids, verbose=0), model.predict(ids, verbose=0))
+
+
+@pytest.mark.parametrize("decay", [0.0, -0.5, 1.5, float("nan")])
+def test_layer_lr_decay_must_be_in_0_1(decay):
+    with pytest.raises(UserError, match="--layer-lr-decay must be in"):
+        Config(layer_lr_decay=decay)
 
 
 def test_the_kept_and_exported_model_holds_the_averaged_weights(tiny_imdb, tmp_path):
