@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import write_tiny_imdb
 
-from lstm_reviews import imdb, text
+from lstm_reviews import imdb, text, tokens
 from lstm_reviews.batches import (
     NumpyBatches,
     bucket_boundaries,
@@ -111,6 +111,28 @@ def test_find_imdb_takes_the_directory_its_parent_or_the_tarball_extracted_once(
 
     monkeypatch.setattr(tarfile, "open", no_reopen)
     assert find_imdb(str(tiny_imdb_tarball)) == extracted
+
+
+def test_a_copy_of_the_tarball_elsewhere_is_the_same_data(
+    tiny_imdb_tarball, tmp_path, monkeypatch, no_download
+):
+    # Downloaded again or copied (a new path, a new mtime): the extraction and the caches keyed
+    # by the tarball's identity are found again; a changed byte is other data.
+    extracted = find_imdb(str(tiny_imdb_tarball))
+    copy = tmp_path / "elsewhere" / "aclImdb_v1.tar.gz"
+    copy.parent.mkdir()
+    copy.write_bytes(tiny_imdb_tarball.read_bytes())
+    os.utime(copy, (1, 1))
+    assert imdb.file_identity(copy) == imdb.file_identity(tiny_imdb_tarball)
+    assert tokens.token_settings(Config(data=str(copy))) == tokens.token_settings(
+        Config(data=str(tiny_imdb_tarball))
+    )
+    monkeypatch.setattr(tarfile, "open", lambda *args, **kwargs: pytest.fail("extracted again"))
+    assert find_imdb(str(copy)) == extracted
+    changed = bytearray(copy.read_bytes())
+    changed[len(changed) // 2] ^= 1
+    copy.write_bytes(bytes(changed))
+    assert imdb.file_identity(copy) != imdb.file_identity(tiny_imdb_tarball)
 
 
 def test_lookup_order_data_then_env_var_then_keras_cache(tmp_path, monkeypatch, no_download):
