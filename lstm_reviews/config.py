@@ -269,9 +269,10 @@ class Config:
         "results beyond float rounding)",
         resumable=True,
     )
-    # At learning rate 1e-3 validation accuracy peaks by epoch 1-2 (the training reviews are
-    # 96% fitted by epoch 3); the learning rate decays over these.
-    epochs: int = _field(2, "maximum number of epochs", resumable=True)
+    # The learning rate's cosine runs over these: with 3 the second epoch, at a higher rate
+    # than the last of 2, measured best (validation 90.74% against 90.62% over 2 at 128
+    # units; the third epoch fits 95% of the training reviews and validation falls back).
+    epochs: int = _field(3, "maximum number of epochs", resumable=True)
     # Epochs without validation improvement before stopping.
     patience: int = _field(
         2, "epochs without validation improvement before early stopping", resumable=True
