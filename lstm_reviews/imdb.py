@@ -113,7 +113,7 @@ def locate(path: str | None) -> Located:
 
 
 def file_identity(path: Path) -> dict:
-    """What a file holds: its size and SHA-256 (a quarter of a second for IMDB's 60 MB). Not
+    """What a file holds: its size and SHA-256 (0.06 s for IMDB's 60 MB on 2 CPU cores). Not
     its path or modification time: the same archive downloaded again or copied elsewhere
     still finds its extraction and the caches made from it."""
     digest = hashlib.sha256()
