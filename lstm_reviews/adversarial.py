@@ -23,10 +23,25 @@ ledger and the pretrained language model read them as they are), so ε is measur
 embeddings as trained. A review's embedded block has norm √(Σ_t ‖e_t‖²), roughly √time times a
 word vector's norm: choose ε against that.
 
+Virtual adversarial training (`--vat-epsilon`, Miyato et al.'s best: it needs no labels, so
+it reads the 50,000 unlabeled reviews). Each step's batch carries vat_rows unlabeled reviews
+after the labeled ones (lstm_reviews.batches.UnlabeledRows); on them:
+
+    p          <float32>[U, 1]               the clean logits, a constant
+    d          <float>[U, time, E]            ξ · a random direction, normalized per review
+    g          <float>[U, time, E]            ∂KL(p ‖ f(e + d))/∂d: one power iteration
+    r_vadv     <float>[U, time, E]            ε_vat · g_b / ‖g_b‖₂ per review, a constant
+    loss       + mean over the reviews of KL(p ‖ f(e + r_vadv))
+
+r_vadv is the direction in which the classifier's verdict moves most (to second order), so
+the term makes it smooth around every review it may meet, labeled or not. The verdicts it
+compares are the evaluated model's (dropout off): a dropout mask drawn anew for each of the
+three reads would move the verdict far more than ξ does, and g would measure the masks.
+
 AdversarialClassifier is build_model's keras.Model with this train_step, for the TensorFlow
 backend (GradientTape) and the JAX backend (jax.value_and_grad in Keras' stateless step). It
-is used only when ε > 0, so the default model is the plain functional one; it is registered
-for serialization, so a run's model.keras loads and exports as before.
+is used only when ε > 0 or ε_vat > 0, so the default model is the plain functional one; it is
+registered for serialization, so a run's model.keras loads and exports as before.
 """
 
 from __future__ import annotations
@@ -36,6 +51,9 @@ from keras import ops
 
 # build_model's recurrent layer is named by whether it is bidirectional.
 _RECURRENT = ("bidirectional_lstm", "lstm")
+# ξ, the finite difference's step of the power iteration (Miyato et al.'s code: 0.1 against
+# their ε = 5; ours is ε_vat / 50 likewise, see virtual_perturbation).
+_XI_PER_EPSILON = 0.02
 
 
 def adversarial_perturbation(gradient, mask, epsilon: float):
@@ -81,25 +99,51 @@ def value_and_gradient(function, x):
     )
 
 
+def binary_kl(p_logits, q_logits):
+    """KL(p ‖ q) <float32>[batch] of the verdicts with logits p_logits, q_logits <float>[batch,
+    1]: Σ over {positive, negative} of p · (log p − log q). 0 where they are equal."""
+    p_logits = ops.cast(p_logits, "float32")[:, 0]
+    q_logits = ops.cast(q_logits, "float32")[:, 0]
+    p = ops.sigmoid(p_logits)
+    positive = ops.log_sigmoid(p_logits) - ops.log_sigmoid(q_logits)
+    negative = ops.log_sigmoid(-p_logits) - ops.log_sigmoid(-q_logits)
+    return p * positive + (1.0 - p) * negative
+
+
 @keras.saving.register_keras_serializable(package="lstm_reviews")
 class AdversarialClassifier(keras.Model):
     """build_model's functional model, trained on L(e) + L(e + r_adv) (module docstring).
 
     Construct it as a functional model: AdversarialClassifier(token_ids, logits, name=...,
     epsilon=ε). epsilon >= 0; with 0 the adversarial term is left out and a training step is
-    Keras' default one (a test holds them equal). Prediction, evaluation and the layers are
-    the functional model's own; only train_step differs.
+    Keras' default one (a test holds them equal). vat_rows > 0 with vat_epsilon > 0: a
+    training batch's last vat_rows rows are unlabeled reviews, read by the virtual
+    adversarial term alone (their labels and weights are ignored). Prediction, evaluation and
+    the layers are the functional model's own; only train_step differs.
     """
 
-    def __init__(self, *args, epsilon: float = 1.0, **kwargs):
+    def __init__(
+        self, *args, epsilon: float = 1.0, vat_epsilon: float = 0.0, vat_rows: int = 0, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         if not epsilon >= 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon!r}")
+        if not vat_epsilon >= 0 or vat_rows < 0 or (vat_epsilon > 0) != (vat_rows > 0):
+            raise ValueError(
+                f"vat_epsilon must be >= 0 and vat_rows > 0 exactly when it is > 0, got "
+                f"{vat_epsilon!r} and {vat_rows!r}"
+            )
         self.epsilon = float(epsilon)
+        self.vat_epsilon, self.vat_rows = float(vat_epsilon), int(vat_rows)
+        if self.vat_rows:
+            # The power iteration's random start. Seeded from Keras' global seed (the run's
+            # --seed); its state is in model.variables, so a resumed run draws on as before.
+            self._vat_seed = keras.random.SeedGenerator(name="vat_seed")
 
     def get_config(self):
         config = super().get_config()
-        config["epsilon"] = self.epsilon  # the functional config's extra key goes to __init__
+        # The functional config's extra keys go to __init__.
+        config.update(epsilon=self.epsilon, vat_epsilon=self.vat_epsilon, vat_rows=self.vat_rows)
         return config
 
     # ------------------------------------------------------------------ the model in two halves
@@ -129,14 +173,56 @@ class AdversarialClassifier(keras.Model):
         _, _, gradient = value_and_gradient(clean_loss, embedded)
         return adversarial_perturbation(gradient, mask, self.epsilon)
 
-    def _training_losses(self, x, y, sample_weight):
+    def virtual_perturbation(self, embedded, mask, clean_logits):
+        """r_vadv <float>[batch, time, E] of the reviews `embedded`, whose clean logits are
+        clean_logits <float32>[batch, 1] (module docstring): ε_vat along the gradient of the
+        verdict's KL divergence at ξ in a random direction, per review; 0 at padding."""
+        noise = keras.random.normal(ops.shape(embedded), seed=self._vat_seed)
+        start = adversarial_perturbation(noise, mask, _XI_PER_EPSILON * self.vat_epsilon)
+
+        def divergence(d):
+            logits = self.read(embedded + d, mask, training=False)
+            # Scaled as the loss (float16): a divergence of ~ξ² would underflow its gradient.
+            return self.optimizer.scale_loss(ops.sum(binary_kl(clean_logits, logits))), logits
+
+        _, _, gradient = value_and_gradient(divergence, ops.cast(start, embedded.dtype))
+        return adversarial_perturbation(gradient, mask, self.vat_epsilon)
+
+    def virtual_adversarial_loss(self, unlabeled_ids):
+        """Mean over the reviews of unlabeled_ids <int>[U, time] (rows without a token left
+        out) of KL(f(e) ‖ f(e + r_vadv)), differentiable in the weights but for f(e)."""
+        embedded, mask = self.embed(unlabeled_ids, training=True)
+        clean = ops.stop_gradient(self.read(embedded, mask, training=False))
+        r_vadv = self.virtual_perturbation(ops.stop_gradient(embedded), mask, clean)
+        divergence = binary_kl(clean, self.read(embedded + r_vadv, mask, training=False))
+        has_tokens = ops.cast(ops.any(mask, axis=1), "float32")
+        return ops.sum(divergence * has_tokens) / ops.maximum(ops.sum(has_tokens), 1.0)
+
+    def split_unlabeled(self, x, y, sample_weight):
+        """(x, y, sample_weight) of the labeled rows, and the unlabeled ids <int>[vat_rows,
+        time] (None without virtual adversarial training): the batch's last vat_rows rows."""
+        if not self.vat_rows:
+            return x, y, sample_weight, None
+        rows = self.vat_rows
+        if sample_weight is not None:
+            sample_weight = sample_weight[:-rows]
+        return x[:-rows], y[:-rows], sample_weight, x[-rows:]
+
+    def _training_losses(self, x, y, sample_weight, unlabeled=None):
         """(loss, y_pred) of a training batch: loss = L(e) + L(e + r_adv), unscaled (or L(e)
-        alone with epsilon 0); y_pred the clean logits, which the metrics read.
+        alone with epsilon 0), + the virtual adversarial term of `unlabeled` <int>[U, time] if
+        given; y_pred the clean logits, which the metrics read.
 
         The clean loss is Keras' (compute_loss: the compiled loss with the sample weights,
         plus any layer losses); the adversarial term is the compiled loss alone, so layer
         losses (regularizers) are not counted twice.
         """
+        loss, y_pred = self._labeled_losses(x, y, sample_weight)
+        if unlabeled is not None:
+            loss = loss + self.virtual_adversarial_loss(unlabeled)
+        return loss, y_pred
+
+    def _labeled_losses(self, x, y, sample_weight):
         embedded, mask = self.embed(x, training=True)
 
         def clean_loss(e):
@@ -176,8 +262,9 @@ class AdversarialClassifier(keras.Model):
         from keras.src.losses.loss import unscale_loss_for_distribution
 
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight, unlabeled = self.split_unlabeled(x, y, sample_weight)
         with tf.GradientTape() as tape:
-            loss, y_pred = self._training_losses(x, y, sample_weight)
+            loss, y_pred = self._training_losses(x, y, sample_weight, unlabeled)
             self._loss_tracker.update_state(
                 unscale_loss_for_distribution(loss),
                 sample_weight=tf.shape(next(i for i in keras.tree.flatten(x) if i is not None))[0],
@@ -192,6 +279,7 @@ class AdversarialClassifier(keras.Model):
 
         trainable, non_trainable, optimizer_variables, metrics_variables = state
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight, unlabeled = self.split_unlabeled(x, y, sample_weight)
 
         def objective(trainable):
             # Keras' stateless pattern: the variables read these values, and what the step
@@ -203,7 +291,7 @@ class AdversarialClassifier(keras.Model):
                 *zip(self.optimizer.variables, optimizer_variables),
             ]
             with keras.StatelessScope(state_mapping=mapping) as scope:
-                loss, y_pred = self._training_losses(x, y, sample_weight)
+                loss, y_pred = self._training_losses(x, y, sample_weight, unlabeled)
                 scaled = self.optimizer.scale_loss(loss)
             new_non_trainable = [scope.get_current_value(v) for v in self.non_trainable_variables]
             new_metrics = [scope.get_current_value(v) for v in self.metrics_variables]

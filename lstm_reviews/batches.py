@@ -368,6 +368,52 @@ def epoch_batches(
     return (made[index] for index in range(first_step, len(made)))
 
 
+class UnlabeledRows:
+    """Unlabeled reviews to end each training batch with (--vat-epsilon).
+
+    reviews: the unlabeled reviews' ids, each <int>[tokens]; cut to their last max_length
+    tokens. rows(count, width, epoch, step) -> <int32>[count, width]: `count` reviews drawn by
+    (seed, epoch, step) alone, so a resumed run draws what the uninterrupted one did, from the
+    `window` reviews whose lengths are nearest below `width` (a batch of short reviews gets
+    short ones: little padding, few tokens cut), each cut to its last `width` tokens.
+
+    Worked example, window 2: reviews of lengths 3, 5, 9, 40 and width 8: the draw is from
+    the reviews of 3 and 5 tokens; width 40: from those of 9 and 40.
+    """
+
+    def __init__(self, reviews: Sequence[np.ndarray], max_length: int, seed: int, window=2048):
+        if not len(reviews):
+            raise ValueError("no unlabeled reviews to draw from")
+        cut = [keep_last_tokens(np.asarray(review, np.int32), max_length) for review in reviews]
+        lengths = np.fromiter((len(review) for review in cut), np.int64, len(cut))
+        order = np.argsort(lengths, kind="stable")
+        self._reviews = [cut[index] for index in order]
+        self._lengths = lengths[order]
+        self._seed, self._window = seed, window
+
+    def rows(self, count: int, width: int, epoch: int, step: int) -> np.ndarray:
+        end = max(int(np.searchsorted(self._lengths, width, side="right")), self._window)
+        start = max(0, min(end, len(self._reviews)) - self._window)
+        end = min(end, len(self._reviews))
+        rng = np.random.default_rng([self._seed, epoch, step])
+        picked = start + rng.choice(end - start, size=count, replace=end - start < count)
+        return pad([keep_last_tokens(self._reviews[i], width) for i in picked], length=width)
+
+
+def with_unlabeled(ids, labels, weights, unlabeled: np.ndarray):
+    """A training batch (ids <int32>[batch, time], labels <float32>[batch], weights
+    <float32>[batch] or None) followed by the rows `unlabeled` <int32>[U, time], of label 0
+    and weight 0 (AdversarialClassifier reads them apart): NumPy arrays of batch + U rows."""
+    ids, labels = np.asarray(ids), np.asarray(labels)
+    if weights is not None:
+        weights = np.concatenate([np.asarray(weights), np.zeros(len(unlabeled), "float32")])
+    return (
+        np.concatenate([ids, unlabeled.astype(ids.dtype)]),
+        np.concatenate([labels, np.zeros(len(unlabeled), labels.dtype)]),
+        weights,
+    )
+
+
 def count_tokens(split: TokenSplit, max_length: int) -> int:
     """Non-padding tokens per epoch of `split` once reviews are cut to max_length."""
     return int(sum(min(len(ids), max_length) for ids in split.ids))

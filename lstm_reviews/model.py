@@ -117,9 +117,10 @@ def build_model(config, vocab_size: int) -> keras.Model:
     vocab_size: rows of the embedding, padding (0) and [UNK] (1) included; the
     vectorizer's vocabulary length, which may be below config.vocab_size on small data.
     Input "token_ids" <int32>[batch, time]; output logits <float32>[batch, 1].
-    With config.adversarial_epsilon > 0 the same graph is an AdversarialClassifier, whose
-    training step adds the loss on adversarially perturbed embeddings (lstm_reviews.adversarial);
-    otherwise a plain functional keras.Model.
+    With config.adversarial_epsilon > 0 or config.vat_epsilon > 0 the same graph is an
+    AdversarialClassifier, whose training step adds the loss on adversarially perturbed
+    embeddings, or the virtual adversarial loss of the unlabeled reviews that each training
+    batch then ends with (lstm_reviews.adversarial); otherwise a plain functional keras.Model.
     """
     embedding, rnn = reader_layers(config, vocab_size)
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -128,14 +129,20 @@ def build_model(config, vocab_size: int) -> keras.Model:
     x = keras.layers.Dropout(config.dropout, seed=config.seed, name="dropout")(x)
     # float32 logit even under mixed_float16: the loss needs its precision.
     logits = keras.layers.Dense(1, dtype="float32", name="logit")(x)
-    if config.adversarial_epsilon > 0:
+    if config.adversarial_epsilon > 0 or config.vat_epsilon > 0:
         if keras.backend.backend() not in ("tensorflow", "jax"):  # its train_step is per backend
             raise UserError(
-                f"--adversarial-epsilon needs the TensorFlow or JAX backend, not "
-                f"{keras.backend.backend()!r}; set KERAS_BACKEND or pass --adversarial-epsilon 0"
+                f"--adversarial-epsilon and --vat-epsilon need the TensorFlow or JAX backend, "
+                f"not {keras.backend.backend()!r}; set KERAS_BACKEND or pass "
+                f"--adversarial-epsilon 0 --vat-epsilon 0"
             )
         return AdversarialClassifier(
-            token_ids, logits, name="imdb_lstm", epsilon=config.adversarial_epsilon
+            token_ids,
+            logits,
+            name="imdb_lstm",
+            epsilon=config.adversarial_epsilon,
+            vat_epsilon=config.vat_epsilon,
+            vat_rows=config.vat_batch_size if config.vat_epsilon > 0 else 0,
         )
     return keras.Model(token_ids, logits, name="imdb_lstm")
 

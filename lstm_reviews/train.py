@@ -358,6 +358,13 @@ def _fit(
         steps=None,
     )
     callback_list.on_train_begin()
+    unlabeled = (
+        batches.UnlabeledRows(
+            tokens.unlabeled_ids(config, token_data), config.max_length, config.seed
+        )
+        if config.vat_epsilon > 0
+        else None
+    )
     for epoch in range(state.epochs_done, config.epochs):
         number = epoch + 1
         running = {key: list(pair) for key, pair in state.running.items()}
@@ -370,12 +377,18 @@ def _fit(
         for step, (ids, labels, *weights) in enumerate(epoch_batches, start=state.step):
             callback_list.on_train_batch_begin(step)
             sample_weight = weights[0] if weights else None
-            batch_logs = model.train_on_batch(
-                ids, labels, sample_weight=sample_weight, return_dict=True
-            )
             # The epoch's logs: per-review means over its batches (a topped-up batch's
             # padding rows count for nothing), as exact after a resume as without one.
             reviews = float(np.sum(sample_weight)) if weights else float(len(labels))
+            inputs, targets = ids, labels
+            if unlabeled is not None:
+                rows = unlabeled.rows(config.vat_batch_size, ids.shape[1], epoch, step)
+                inputs, targets, sample_weight = batches.with_unlabeled(
+                    ids, labels, sample_weight, rows
+                )
+            batch_logs = model.train_on_batch(
+                inputs, targets, sample_weight=sample_weight, return_dict=True
+            )
             for key, value in batch_logs.items():
                 total, count = running.get(key, (0.0, 0.0))
                 running[key] = [total + float(value) * reviews, count + reviews]

@@ -1,6 +1,7 @@
 """Adversarial training on the embeddings (lstm_reviews.adversarial): the perturbation's norm
 and direction, the training step against Keras' default and against the losses computed by
-hand, save / load and export. tests/test_backends.py reruns this module under JAX."""
+hand, save / load and export; the same for virtual adversarial training on unlabeled rows.
+tests/test_backends.py reruns this module under JAX."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_reviews.adversarial import AdversarialClassifier, adversarial_perturbation
+from lstm_reviews import batches
+from lstm_reviews.adversarial import AdversarialClassifier, adversarial_perturbation, binary_kl
 from lstm_reviews.config import Config
 from lstm_reviews.model import build_model, compile_model
 
@@ -258,6 +260,118 @@ def test_training_command_with_epsilon_end_to_end(tiny_imdb, tmp_path):
     assert metrics["epochs"] == 2 and 0.0 <= metrics["test_accuracy"] <= 1.0
     loaded = keras.saving.load_model(run / "model.keras", compile=False)
     assert type(loaded) is AdversarialClassifier and loaded.epsilon == 0.5
+
+
+def test_binary_kl_is_the_divergence_of_the_two_verdicts():
+    p = np.array([[-2.0], [0.0], [3.0], [0.5]], "float32")
+    q = np.array([[1.0], [0.0], [-1.0], [0.5]], "float32")
+    p_pos, q_pos = 1 / (1 + np.exp(-p[:, 0])), 1 / (1 + np.exp(-q[:, 0]))
+    expected = p_pos * np.log(p_pos / q_pos) + (1 - p_pos) * np.log((1 - p_pos) / (1 - q_pos))
+    np.testing.assert_allclose(numpy(binary_kl(p, q)), expected, rtol=1e-5, atol=1e-7)
+    assert expected[0] > 0.1 and expected[2] > 0.1  # the cases are not all trivial
+    np.testing.assert_allclose(numpy(binary_kl(p, p)), 0.0, atol=1e-7)
+
+
+def _vat_model(rows=3, adversarial_epsilon=0.0, **overrides):
+    keras.utils.set_random_seed(7)
+    config = tiny_config(
+        vat_epsilon=0.5,
+        vat_batch_size=rows,
+        adversarial_epsilon=adversarial_epsilon,
+        dropout=0.0,
+        input_dropout=0.0,
+        **overrides,
+    )
+    return compile_model(build_model(config, VOCAB), config)
+
+
+def test_virtual_perturbation_has_norm_epsilon_and_moves_the_verdict_most():
+    model = _vat_model()
+    ids = reviews()
+    embedded, mask = model.embed(ids)
+    clean = model.read(embedded, mask)
+    r_vadv = numpy(model.virtual_perturbation(embedded, mask, clean))
+    np.testing.assert_allclose(review_norms(r_vadv), 0.5, rtol=1e-5)
+    assert np.all(r_vadv[~numpy(mask)] == 0.0)
+
+    def divergence(perturbation):  # each review's KL <float>[batch]
+        return numpy(binary_kl(clean, model.read(embedded + perturbation, mask)))
+
+    found = divergence(r_vadv)
+    assert np.all(found > 0)
+    rng = np.random.default_rng(1)
+    for _ in range(20):  # random directions of the same norm per review, padding left out
+        noise = rng.normal(size=r_vadv.shape) * numpy(mask)[:, :, None]
+        noise *= (0.5 / review_norms(noise))[:, None, None]
+        assert found.sum() > divergence(noise.astype("float32")).sum()
+
+
+@pytest.mark.parametrize("batch_shapes", ["fixed", "dynamic"])
+def test_vat_step_adds_the_divergence_of_the_unlabeled_rows(batch_shapes):
+    """A batch ending with 3 unlabeled rows: the loss is the labeled rows' cross-entropy
+    plus the mean KL of the unlabeled ones, each computed by hand from the same random
+    start; the metrics and the loss ignore the unlabeled rows' labels and weights."""
+    model = _vat_model(batch_shapes=batch_shapes)
+    labeled, unlabeled = reviews(), reviews(batch=3, time=9, seed=1)
+    weights = np.array([1, 1, 1, 0], "float32") if batch_shapes == "fixed" else None
+    start = numpy(model._vat_seed.state)
+    embedded, mask = model.embed(unlabeled)
+    clean = model.read(embedded, mask)
+    r_vadv = model.virtual_perturbation(embedded, mask, clean)
+    vat = float(np.mean(numpy(binary_kl(clean, model.read(embedded + r_vadv, mask)))))
+    model._vat_seed.state.assign(start)  # the step draws the same start
+
+    logits = numpy(model(labeled))[:, 0].astype(np.float64)
+    use = np.ones(4) if weights is None else weights
+    per_review = np.logaddexp(0.0, logits) - LABELS * logits
+    clean_loss = np.sum(per_review * use) / np.sum(use)
+    accuracy = np.mean((logits > 0) == LABELS, where=use > 0)
+    assert vat > 1e-4 * clean_loss
+
+    ids, labels, batch_weights = batches.with_unlabeled(labeled, LABELS, weights, unlabeled)
+    labels[-3:] = 1.0  # the unlabeled rows' labels are read by nothing
+    assert ids.shape == (7, 9)
+    logs = model.train_on_batch(ids, labels, sample_weight=batch_weights, return_dict=True)
+    assert logs["loss"] == pytest.approx(clean_loss + vat, rel=1e-5)
+    assert logs["accuracy"] == pytest.approx(accuracy)
+    assert not np.array_equal(numpy(model._vat_seed.state), start)  # the next step draws anew
+
+
+def test_unlabeled_rows_follow_the_seed_and_the_batch_length():
+    rng = np.random.default_rng(0)
+    reviews_ = [rng.integers(2, 50, size=n).astype(np.int32) for n in (3, 5, 9, 40, 12)]
+    draw = batches.UnlabeledRows(reviews_, max_length=30, seed=1, window=2)
+    rows = draw.rows(4, 8, epoch=0, step=5)
+    assert rows.shape == (4, 8) and rows.dtype == np.int32
+    lengths = sorted(set(np.count_nonzero(rows, axis=1).tolist()))
+    assert set(lengths) <= {3, 5}  # the window below 8 tokens: the reviews of 3 and 5
+    np.testing.assert_array_equal(rows, draw.rows(4, 8, epoch=0, step=5))  # a resume's draw
+    assert not np.array_equal(rows, draw.rows(4, 8, epoch=0, step=6))
+    long_rows = draw.rows(2, 30, epoch=1, step=0)  # 12 and 40 (cut to its last 30 tokens)
+    for row in long_rows:
+        kept = row[row > 0]
+        assert len(kept) in (12, 30)
+        if len(kept) == 30:
+            np.testing.assert_array_equal(kept, reviews_[3][-30:])
+
+
+def test_keras_file_round_trip_keeps_virtual_adversarial_settings(tmp_path):
+    model = _vat_model(rows=2, adversarial_epsilon=1.0)
+    ids, labels, _ = batches.with_unlabeled(reviews(), LABELS, None, reviews(batch=2, seed=3))
+    model.train_on_batch(ids, labels)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert (loaded.epsilon, loaded.vat_epsilon, loaded.vat_rows) == (1.0, 0.5, 2)
+    np.testing.assert_array_equal(numpy(loaded(reviews())), numpy(model(reviews())))
+
+
+@pytest.mark.parametrize("value", ["-0.5", "nan", "inf"])
+def test_vat_epsilon_must_be_finite_and_not_negative(value, capsys):
+    from lstm_reviews.config import config_from_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        config_from_args(["--vat-epsilon", value])
+    assert exit_info.value.code == 2 and "--vat-epsilon" in capsys.readouterr().err
 
 
 def test_epsilon_zero_builds_the_plain_model_and_negative_is_refused():

@@ -24,7 +24,7 @@ import pytest
 CELL_TESTS = {
     "test_cell.py": (40, ""),
     "test_variants.py": (40, ""),
-    "test_adversarial.py": (7, "(runs_on or perturbation or step or fit_runs) and not mixed"),
+    "test_adversarial.py": (10, "(runs_on or perturbation or step or fit_runs) and not mixed"),
     # The averaged weights, the layer-wise rates, the default recipe resumed (adversarial),
     # whole reviews in batches and the gpu preset end to end (bfloat16, adversarial, fixed
     # shapes under JAX). Not the resumed averaging run: under JAX it adds 80 s of compilation

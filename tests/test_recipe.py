@@ -151,9 +151,16 @@ def _encode(run: RunDir, texts):
     return encode(vectorizer_from_vocabulary(run.read_vocabulary()), texts)
 
 
-# The default recipe (adversarial training), and weight averaging without it.
+# The default recipe (adversarial training), weight averaging without it, and virtual
+# adversarial training on top of it (the unlabeled rows each step draws, its random start).
 @pytest.mark.parametrize(
-    "extra", [("--lm-epochs", "0"), (*EMA, "--adversarial-epsilon", "0")], ids=["default", "ema"]
+    "extra",
+    [
+        ("--lm-epochs", "0"),
+        (*EMA, "--adversarial-epsilon", "0"),
+        ("--lm-epochs", "0", "--vat-epsilon", "0.5", "--vat-batch-size", "3"),
+    ],
+    ids=["default", "ema", "vat"],
 )
 def test_a_resumed_run_equals_the_uninterrupted_one(tiny_imdb, tmp_path, extra):
     from test_train import Interrupt, InterruptAfter
