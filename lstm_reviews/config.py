@@ -185,6 +185,16 @@ class Config:
         feeds=(LANGUAGE_MODEL,),
         keyless=False,  # language models cached before the option existed trained it
     )
+    # Tied (the classifier never reads the output words: only the embedding and LSTM are kept).
+    # Untied, the frozen embedding no longer freezes what the language model predicts with.
+    lm_untied_output: bool = _field(
+        False,
+        "score the language model's words against output vectors of their own, started at "
+        "the word vectors and trained (only during pretraining; the classifier keeps the "
+        "embedding and the LSTM), instead of the embedding's (tied)",
+        feeds=(LANGUAGE_MODEL,),
+        keyless=False,  # language models cached before the option existed were tied
+    )
     # word2vec's: frequent words are sampled less than their share.
     lm_sampling_power: float = _field(
         0.75, "wrong words are sampled by count ** this power", feeds=(LANGUAGE_MODEL,)

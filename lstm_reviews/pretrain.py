@@ -14,7 +14,8 @@ the weights this leaves.
       -> embedding -> (bi)LSTM: the classifier's own layers                 build_language_model()
       -> forward state at t, projected to the embedding size, scores word t+1;
          the backward state at t scores word t-1. Scores are dot products with the
-         embedding (tied: the output words use the input's vectors) of the true word
+         embedding (tied: the output words use the input's vectors; or, with
+         config.lm_untied_output, output vectors of their own) of the true word
          and of config.lm_negatives words sampled by frequency ** 0.75; softmax over those.
       -> the weights of `embedding` and the LSTM layer, cached by settings    reader_weights()
 
@@ -238,19 +239,25 @@ def build_language_model(config, vocab_size: int) -> keras.Model:
     previous_ids = keras.Input(shape=(None,), dtype="int32", name="previous_ids")
     negative_ids = keras.Input(shape=(None,), dtype="int32", name="negative_ids")
     states = rnn(embedding(token_ids))  # [batch, time, units] or [batch, time, 2 * units]
-    negatives = embedding(negative_ids)
+    # The words scored: the embedding's vectors (tied) or their own (config.lm_untied_output).
+    words = (
+        keras.layers.Embedding(vocab_size, config.embedding_dim, name="output_words")
+        if config.lm_untied_output
+        else embedding
+    )
+    negatives = words(negative_ids)
     forward = keras.layers.Dense(config.embedding_dim, name="forward_head")(
         states[..., : config.units]
     )
     losses = SampledWordLoss(name="forward_loss")(
-        forward, embedding(next_ids), next_ids, negatives, negative_ids
+        forward, words(next_ids), next_ids, negatives, negative_ids
     )
     if config.bidirectional:
         backward = keras.layers.Dense(config.embedding_dim, name="backward_head")(
             states[..., config.units :]
         )
         losses = losses + SampledWordLoss(name="backward_loss")(
-            backward, embedding(previous_ids), previous_ids, negatives, negative_ids
+            backward, words(previous_ids), previous_ids, negatives, negative_ids
         )
     return keras.Model(
         [token_ids, next_ids, previous_ids, negative_ids], losses, name="language_model"
@@ -282,13 +289,16 @@ def pretrain(
 
     pieces: <int32>[n, length] (chunk_reviews). initial_embedding: <float32>[vocab_size, E]
     to start from (the word vectors), or None; with config.lm_freeze_embedding it is kept as
-    it is. backup_dir: BackupAndRestore's directory, so a killed pretraining continues where
+    it is (the untied output words, config.lm_untied_output, start there too and train).
+    backup_dir: BackupAndRestore's directory, so a killed pretraining continues where
     it stopped. Returns {layer name: [weights]} of the reader layers, and "history": the
     per-epoch losses.
     """
     model = build_language_model(config, vocab_size)
     if initial_embedding is not None:
         model.get_layer("embedding").set_weights([initial_embedding])
+        if config.lm_untied_output:
+            model.get_layer("output_words").set_weights([initial_embedding])
         # Before compiling: the train step then computes no gradient into the embedding.
         model.get_layer("embedding").trainable = not config.lm_freeze_embedding
     probabilities = sampling_probabilities(pieces, vocab_size, config.lm_sampling_power)

@@ -272,6 +272,26 @@ def test_a_frozen_embedding_keeps_its_word_vectors_while_the_lstm_learns(tmp_pat
     assert losses[-1] < 0.5 * losses[0], losses  # the LSTM learns to read either way
 
 
+def test_untied_output_words_train_while_the_frozen_embedding_stays(tmp_path):
+    """With the embedding frozen, tied output words are frozen too; untied ones start at the
+    same vectors and learn, so the language model predicts better. Only the reader is kept."""
+    reviews = [np.tile(np.arange(2, 8), 6)[offset : offset + 30] for offset in range(6)] * 20
+    pieces = pretrain.chunk_reviews(reviews, 10)
+    vectors = np.random.default_rng(1).normal(size=(10, 8)).astype("float32")
+    final_losses = {}
+    for untied in (False, True):
+        keras.utils.set_random_seed(0)
+        config = small_config(tmp_path, lm_epochs=4, lm_batch_size=8, lm_untied_output=untied)
+        assert config.lm_freeze_embedding
+        weights = pretrain.pretrain(config, pieces, vocab_size=10, initial_embedding=vectors)
+        assert set(weights) == {"embedding", "bidirectional_lstm", "history"}
+        np.testing.assert_array_equal(weights["embedding"][0], vectors)
+        final_losses[untied] = weights["history"][-1]
+    assert final_losses[True] < 0.8 * final_losses[False], final_losses
+    model = pretrain.build_language_model(config, 10)
+    assert model.get_layer("output_words").get_weights()[0].shape == (10, 8)
+
+
 def test_reader_weights_are_cached_and_load_into_the_classifier(tiny_imdb, tmp_path, monkeypatch):
     config = small_config(tmp_path, data=str(tiny_imdb))
     tokens = prepare_tokens(config)
