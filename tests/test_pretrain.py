@@ -231,11 +231,12 @@ def test_pretraining_learns_a_predictable_language(tmp_path):
     keras.utils.set_random_seed(0)
     reviews = [np.tile(np.arange(2, 8), 6)[offset : offset + 30] for offset in range(6)] * 20
     pieces = pretrain.chunk_reviews(reviews, 10)
-    config = small_config(tmp_path, lm_epochs=8, lm_batch_size=8)
+    # 12 epochs: under JAX (other initial weights) 8 ended at 2.32, near the bound (2.09).
+    config = small_config(tmp_path, lm_epochs=12, lm_batch_size=8)
     weights = pretrain.pretrain(config, pieces, vocab_size=10)
     losses = weights["history"]
     chance = 2 * np.log(1 + config.lm_negatives)  # both directions, all scores equal
-    assert len(losses) == 8 and losses[0] > losses[-1]
+    assert len(losses) == 12 and losses[0] > losses[-1]
     assert losses[-1] < 0.25 * chance, losses
     assert set(weights) == {"embedding", "bidirectional_lstm", "history"}
 
