@@ -282,13 +282,13 @@ def test_untied_output_words_train_while_the_frozen_embedding_stays(tmp_path):
     final_losses = {}
     for untied in (False, True):
         keras.utils.set_random_seed(0)
-        config = small_config(tmp_path, lm_epochs=4, lm_batch_size=8, lm_untied_output=untied)
+        config = small_config(tmp_path, lm_epochs=8, lm_batch_size=8, lm_untied_output=untied)
         assert config.lm_freeze_embedding
         weights = pretrain.pretrain(config, pieces, vocab_size=10, initial_embedding=vectors)
         assert set(weights) == {"embedding", "bidirectional_lstm", "history"}
         np.testing.assert_array_equal(weights["embedding"][0], vectors)
         final_losses[untied] = weights["history"][-1]
-    assert final_losses[True] < 0.8 * final_losses[False], final_losses
+    assert final_losses[True] < 0.5 * final_losses[False], final_losses  # 0.23, 0.69 vs 2.4
     model = pretrain.build_language_model(config, 10)
     assert model.get_layer("output_words").get_weights()[0].shape == (10, 8)
 
