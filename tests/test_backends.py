@@ -20,11 +20,15 @@ import pytest
 # Each file with the least number of tests to run from it (fewer means some were lost) and a
 # pytest -k selection. Of test_adversarial.py the backend-specific part, the training step
 # (the whole file takes 3.5 minutes under JAX on 2 cores; its other tests are backend-neutral
-# maths or run the same step through fit).
+# maths or run the same step through fit; the virtual adversarial step's test computes the
+# virtual perturbation under JAX too).
 CELL_TESTS = {
     "test_cell.py": (40, ""),
     "test_variants.py": (40, ""),
-    "test_adversarial.py": (10, "(runs_on or perturbation or step or fit_runs) and not mixed"),
+    "test_adversarial.py": (
+        9,
+        "(runs_on or perturbation or step or fit_runs) and not mixed and not virtual_perturbation",
+    ),
     # The averaged weights, the layer-wise rates, the default recipe resumed (adversarial),
     # whole reviews in batches and the gpu preset end to end (bfloat16, adversarial, fixed
     # shapes under JAX). Not the resumed averaging run: under JAX it adds 80 s of compilation
