@@ -392,9 +392,9 @@ class UnlabeledRows:
         self._seed, self._window = seed, window
 
     def rows(self, count: int, width: int, epoch: int, step: int) -> np.ndarray:
-        end = max(int(np.searchsorted(self._lengths, width, side="right")), self._window)
-        start = max(0, min(end, len(self._reviews)) - self._window)
-        end = min(end, len(self._reviews))
+        below = int(np.searchsorted(self._lengths, width, side="right"))
+        end = min(len(self._reviews), max(below, self._window))
+        start = max(0, end - self._window)
         rng = np.random.default_rng([self._seed, epoch, step])
         picked = start + rng.choice(end - start, size=count, replace=end - start < count)
         return pad([keep_last_tokens(self._reviews[i], width) for i in picked], length=width)
