@@ -301,10 +301,10 @@ def split_boundaries(split: TokenSplit, config) -> list | None:
 
 
 def evaluation_length(split: TokenSplit, config) -> int:
-    """Tokens kept per review of `split` when it is evaluated: config.eval_max_length, else
-    (the default) its longest review's, so every review is read whole."""
+    """Tokens kept per review of `split` when it is evaluated: its longest review's, at most
+    config.eval_max_length (the bound that keeps every IMDB review whole)."""
     longest = max((len(ids) for ids in split.ids), default=1)
-    return min(longest, config.eval_max_length) if config.eval_max_length else max(longest, 1)
+    return max(min(longest, config.eval_max_length), 1)
 
 
 def evaluation_boundaries(boundaries: Sequence[int], length: int) -> list:

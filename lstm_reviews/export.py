@@ -22,8 +22,9 @@ Signature "serving_default" (also "serve"):
              tokens       <int32>[batch]     tokens the model read, after truncation
 
 Inside: the training standardizer and vocabulary (text.vectorizer_from_vocabulary), then
-each review whole (or its last config.eval_max_length tokens, as the test set was read),
-right-padded with 0, then the model. The SavedModel needs TensorFlow only,
+the last config.eval_max_length tokens of each review (4,096 by default: every IMDB review
+whole, as the test set was read; `--eval-max-length` overrides it), right-padded with 0,
+then the model. The SavedModel needs TensorFlow only,
 not this package.
 
 Exit codes: 0 exported (the new version's path is printed), 2 bad run directory or
@@ -33,6 +34,7 @@ backend, 1 the export itself failed (e.g. disk full).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import os
@@ -65,9 +67,9 @@ def require_tensorflow_backend() -> None:
         )
 
 
-def build_serving_function(model, vectorizer, max_length: int | None):
+def build_serving_function(model, vectorizer, max_length: int):
     """The tf.function behind "serving_default": raw strings in, probabilities out.
-    max_length: tokens kept per review (its last ones); None: whole reviews.
+    max_length: tokens kept per review (its last ones): a server inherits this bound.
 
     reviews <string>[batch] -> {"probability": <float32>[batch], "logit": <float32>[batch],
     "tokens": <int32>[batch]}.
@@ -79,8 +81,7 @@ def build_serving_function(model, vectorizer, max_length: int | None):
         # A client may send any bytes; the standardizer's UTF-8 ops would fail on bad ones.
         reviews = tf.strings.unicode_transcode(reviews, "UTF-8", "UTF-8", errors="replace")
         ids = vectorizer(reviews)  # ragged <int64>[batch, (tokens)]
-        if max_length is not None:
-            ids = ids[:, -max_length:]  # the ending of a long review, as in evaluation
+        ids = ids[:, -max_length:]  # the ending of a long review, as in evaluation
         tokens = tf.cast(ids.row_lengths(), tf.int32)
         ids = tf.cast(ids.to_tensor(default_value=0), tf.int32)  # <int32>[batch, time]
         # At least one (padding) step: an RNN over zero steps fails when every review is empty.
@@ -159,10 +160,11 @@ def _publish(staging: Path, out_dir: Path) -> Path:
     raise UserError(f"could not find a free version number in {out_dir}")
 
 
-def export_saved_model(run_dir, out_dir=None) -> Path:
+def export_saved_model(run_dir, out_dir=None, eval_max_length: int | None = None) -> Path:
     """Exports run_dir's model to out_dir/<next version>/ and returns that path.
 
     out_dir: the model directory (default: the run's config.export_dir).
+    eval_max_length: tokens the SavedModel keeps per review (default: the run's).
     """
     require_tensorflow_backend()
     import keras
@@ -172,6 +174,8 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
 
     run = load_run(run_dir)
     config = run.config
+    if eval_max_length is not None:  # validated as the run's own would be
+        config = dataclasses.replace(config, eval_max_length=eval_max_length)
     vectorizer = vectorizer_from_vocabulary(run.vocabulary)
     model = run.model
     serve = build_serving_function(model, vectorizer, config.eval_max_length)
@@ -249,17 +253,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="model directory that receives the new version "
         f"(default: the run's export_dir, normally {Config().export_dir})",
     )
+    parser.add_argument(
+        "--eval-max-length",
+        metavar="N",
+        type=int,
+        default=None,
+        help="tokens the SavedModel reads per review, its last ones: the bound on what one "
+        "request can cost (default: the run's, normally "
+        f"{Config().eval_max_length})",
+    )
     return parser
 
 
 def main(argv=None) -> int:
     # TensorFlow's start-up chatter on stderr would bury our one-line errors; still overridable.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.eval_max_length is not None and args.eval_max_length <= 0:
+        parser.error(f"--eval-max-length must be positive, got {args.eval_max_length}")
 
     def body():
         try:
-            path = export_saved_model(args.run_dir, args.out)
+            path = export_saved_model(args.run_dir, args.out, args.eval_max_length)
         except OSError as error:  # the disk, not the user: no version was published
             print(f"error: export failed: {error}", file=sys.stderr)
             return EXIT_FAILED

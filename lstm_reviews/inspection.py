@@ -43,8 +43,11 @@ from lstm_reviews.variants import gates_twin
 
 DEFAULT_WORDS = ("amazing", "awesome", "this", "give", "all", "should")
 GATES = ("input_gate", "forget_gate", "output_gate")
-# Prefixes per compiled call for the running prediction: 256 x 600 tokens stays < 200 MB.
+# The running prediction runs the model on every prefix of a review: rows of at most
+# PREFIX_BATCH prefixes and PREFIX_TOKENS padded tokens per call, so that the memory of one
+# call stays bounded however long the review (its activations grow with rows x length).
 PREFIX_BATCH = 256
+PREFIX_TOKENS = 65_536
 
 
 @dataclasses.dataclass
@@ -133,20 +136,30 @@ def _gates(inspector: Inspector, ids: np.ndarray) -> dict:
     }
 
 
-def running_logits(model: keras.Model, ids: np.ndarray, prefix_batch: int = PREFIX_BATCH):
+def running_logits(
+    model: keras.Model,
+    ids: np.ndarray,
+    prefix_batch: int = PREFIX_BATCH,
+    prefix_tokens: int = PREFIX_TOKENS,
+):
     """The model's logit for every prefix of one review: <float32>[time].
 
     ids: <int32>[time]. Entry t is model(ids[:t + 1]) with dropout off: the verdict as if the
     review ended at token t. The prefixes go through as rows of a lower-triangular, 0-padded
-    id matrix (the embedding masks the padding), at most prefix_batch rows per call.
+    id matrix (the embedding masks the padding), at most prefix_batch rows and about
+    prefix_tokens padded tokens per call.
     """
     ids = np.asarray(ids, dtype=np.int32)
-    prefixes = np.tril(np.broadcast_to(ids, (len(ids), len(ids))))
     logits = []
-    for start in range(0, len(ids), prefix_batch):
-        stop = min(start + prefix_batch, len(ids))
+    start = 0
+    while start < len(ids):
+        longest = min(start + prefix_batch, len(ids))
+        stop = min(start + max(1, min(prefix_batch, prefix_tokens // longest)), len(ids))
         # Rows start..stop-1 end by column stop-1: the columns after it are padding only.
-        logits.append(np.asarray(model.predict_on_batch(prefixes[start:stop, :stop])).reshape(-1))
+        ends = np.arange(start, stop)[:, None]  # row r: the prefix that ends at token r
+        rows = np.where(np.arange(stop) <= ends, ids[:stop], 0)
+        logits.append(np.asarray(model.predict_on_batch(rows)).reshape(-1))
+        start = stop
     return np.concatenate(logits).astype(np.float32)
 
 

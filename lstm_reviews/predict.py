@@ -20,9 +20,10 @@ Output: one JSON line per review, in input order:
     {"text": "", "error": "empty review: nothing to predict", "source": "f.txt", "line": 3}
 
 "text" is the review's start (about 60 characters, whitespace collapsed); "label" is
-positive when probability >= 0.5; "tokens" counts the words the model read (a review is
-read whole, or its last config.eval_max_length if set); "source"/"line" say where a review
-came from.
+positive when probability >= 0.5; "tokens" counts the words the model read (the last
+eval_max_length of the review, 4,096 by default: every IMDB review whole); "source"/"line"
+say where a review came from. Reviews are batched by length (a long one never pads short
+ones); the output keeps the input's order.
 Invalid UTF-8 is decoded with U+FFFD replacements and still predicted, with a warning on
 standard error; a NUL byte separates words. Input that is not text at all (a program, a
 UTF-16 file: NUL bytes in invalid UTF-8, a UTF-16 byte order mark, or over 10% control
@@ -58,6 +59,10 @@ from lstm_reviews.errors import EXIT_OK, UserError, run_command
 from lstm_reviews.export import version_dirs
 
 EXIT_SOME_FAILED = 1  # some reviews got an error line instead of a prediction
+# Length-sorted batching: reviews sorted within windows of this many batches, and a batch's
+# padded size capped at batch_size times this many tokens (an IMDB review has a few hundred).
+WINDOW_BATCHES = 8
+TOKENS_PER_REVIEW = 1024
 TEXT_PREFIX_CHARS = 60
 SNIFF_BYTES = 8192  # the start of an input, read to tell text from binary
 # Past this share of control or undecodable characters an input is not text: Latin-1 text
@@ -358,20 +363,51 @@ def predict_batch(predictor, reviews: list[Review]) -> list[dict]:
     return records
 
 
-def _batches(items: Iterable[Review], size: int) -> Iterator[list[Review]]:
+def _windows(items: Iterable[Review], size: int) -> Iterator[list[Review]]:
     iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
+    while window := list(itertools.islice(iterator, size)):
+        yield window
+
+
+def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices of `lengths` grouped into batches of similar length, shortest first.
+
+    A batch is padded to its longest review, so one long review must not make its neighbours
+    pay for its length: a batch holds at most batch_size reviews and at most
+    batch_size * TOKENS_PER_REVIEW padded tokens (a review longer than that goes alone).
+    """
+    budget = batch_size * TOKENS_PER_REVIEW
+    batches: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        batch = batches[-1] if batches else None
+        # Sorted ascending: this review is the longest of the batch it joins.
+        if batch and len(batch) < batch_size and (len(batch) + 1) * lengths[index] <= budget:
+            batch.append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def predict_window(predictor, reviews: list[Review], batch_size: int) -> list[dict]:
+    """One record per review, in input order; the model sees them in batches of similar length
+    (words counted before the model: a close enough estimate of its tokens)."""
+    records: list[dict | None] = [None] * len(reviews)
+    for batch in length_batches([len(review.text.split()) for review in reviews], batch_size):
+        for index, record in zip(batch, predict_batch(predictor, [reviews[i] for i in batch])):
+            records[index] = record
+    return records
 
 
 def run(predictor, reviews: Iterable[Review], out, batch_size: int = 32) -> int:
-    """Writes one JSON line per review to `out`; returns the exit code (0 or 1)."""
+    """Writes one JSON line per review to `out`, in input order; returns the exit code (0 or 1).
+
+    Reviews are read WINDOW_BATCHES batches at a time and sorted by length within a window."""
     failed = 0
-    for batch in _batches(reviews, batch_size):
-        for record in predict_batch(predictor, batch):
+    for window in _windows(reviews, batch_size * WINDOW_BATCHES):
+        for record in predict_window(predictor, window, batch_size):
             failed += "error" in record
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        out.flush()  # results appear batch by batch when reading a stream
+        out.flush()  # results appear window by window when reading a stream
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 

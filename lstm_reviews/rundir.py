@@ -232,10 +232,10 @@ class Run:
 
     def encode(self, texts, truncate: bool = True) -> list:
         """Texts -> one <int32>[tokens] id array each, standardized and encoded as in training,
-        and cut to config.eval_max_length (as the test set is read; by default whole) unless
+        and cut to their last config.eval_max_length (as the test set is read) unless
         truncate=False (needs TensorFlow)."""
         encoded = text.encode(self._vectorizer, list(texts))
-        if not truncate or self.config.eval_max_length is None:
+        if not truncate:
             return [np.asarray(ids, np.int32) for ids in encoded]
         return [
             np.asarray(text.keep_last_tokens(ids, self.config.eval_max_length), np.int32)

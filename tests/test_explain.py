@@ -170,6 +170,26 @@ def test_trace_shapes_ranges_and_prediction(bi_run):
     _check_against_trained_layer(run.model, run.model.get_layer("bidirectional_lstm"), trace)
 
 
+def test_running_prediction_in_calls_of_bounded_size_is_every_prefix(bi_run, monkeypatch):
+    """Issue #27 C1: the prefixes of a long review go through in calls of at most
+    prefix_tokens padded tokens (memory), and still give the model's verdict on each prefix."""
+    model = load_run(bi_run).model
+    review = np.concatenate([REVIEW, REVIEW, REVIEW])
+    expected = [
+        keras.ops.convert_to_numpy(model(review[None, : t + 1], training=False))[0, 0]
+        for t in range(len(review))
+    ]
+    shapes = []
+    predict_on_batch = model.predict_on_batch
+    monkeypatch.setattr(
+        model, "predict_on_batch", lambda rows: shapes.append(rows.shape) or predict_on_batch(rows)
+    )
+    logits = inspection.running_logits(model, review, prefix_batch=8, prefix_tokens=40)
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    assert all(rows * length <= 40 or rows == 1 for rows, length in shapes), shapes
+    assert sum(rows for rows, _ in shapes) == len(review)
+
+
 def test_inspection_states_equal_trained_rnn(forward_model):
     inspector = inspection.build_inspector(forward_model)
     assert not inspector.bidirectional

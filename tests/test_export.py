@@ -259,3 +259,18 @@ def test_every_cell_exports_loads_without_the_package_and_predicts(cell, tmp_pat
     stdin = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8")
     assert predict.main(["--model", str(version), REVIEWS[0]], stdin=stdin, stdout=out) == 0
     assert json.loads(out.getvalue())["probability"] == pytest.approx(expected[0], abs=1e-5)
+
+
+def test_the_bound_on_one_review_can_be_set_at_export(exported, tmp_path, capsys):
+    import tensorflow as tf
+
+    out = tmp_path / "bounded"
+    assert export.main([str(exported[0]), "--out", str(out), "--eval-max-length", "5"]) == 0
+    served = tf.saved_model.load(str(out / "1")).signatures["serving_default"]
+    assert int(served(tf.constant([LONG_START + LONG_END]))["tokens"][0]) == 5
+    recorded = json.loads((out / "1" / "assets.extra" / "export.json").read_text())
+    assert recorded["config"]["eval_max_length"] == 5
+    with pytest.raises(SystemExit) as exit_:
+        export.main([str(exported[0]), "--out", str(out), "--eval-max-length", "0"])
+    assert exit_.value.code == 2
+    assert "--eval-max-length must be positive" in capsys.readouterr().err

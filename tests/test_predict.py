@@ -8,12 +8,15 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from serving_helpers import keras_probabilities, write_run_dir
 
 from lstm_reviews import export, predict
+from lstm_reviews.config import Config
 
 POSITIVE = "A wonderful film, the actors were brilliant and I loved the story."
 NEGATIVE = "Awful plot. The worst movie of the year, boring and dull."
@@ -456,3 +459,48 @@ def test_command_line_closed_streams_and_full_disk(exported, tmp_path):
         assert result.returncode == code, (redirect, result.stderr.decode()[-3000:])
         assert message in result.stderr, result.stderr.decode()[-3000:]
         assert b"Traceback" not in result.stderr and b"Exception ignored" not in result.stderr
+
+
+def test_length_batches_keep_a_long_review_from_padding_short_ones():
+    lengths = [10] * 15 + [369_187] + [12] * 16
+    grouped = predict.length_batches(lengths, 32)
+    assert sorted(index for batch in grouped for index in batch) == list(range(32))
+    assert [15] in grouped  # the long one alone
+    budget = 32 * predict.TOKENS_PER_REVIEW
+    for batch in grouped:
+        assert len(batch) <= 32
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= budget
+    assert len(predict.length_batches([300] * 100, 32)) == 4  # IMDB-sized reviews fill batches
+
+
+def test_a_2mb_review_among_short_ones_is_cut_and_costs_seconds_and_little_memory(tmp_path):
+    """Issue #27 C1: one 2 MB line (369,187 tokens) made a batch of 32 padded to its length."""
+    write_run_dir(tmp_path / "run", eval_max_length=Config().eval_max_length)
+    model = export.export_saved_model(tmp_path / "run", tmp_path / "model")
+    words = POSITIVE.split() + NEGATIVE.split()
+    long_review = " ".join(words[index % len(words)] for index in range(369_187))
+    assert len(long_review.encode()) > 2_000_000
+    reviews = [POSITIVE] * 15 + [long_review] + [NEGATIVE] * 16
+    (tmp_path / "reviews.txt").write_text("\n".join(reviews) + "\n", encoding="utf-8")
+    start = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lstm_reviews.predict", "--model", str(model)]
+        + ["--file", str(tmp_path / "reviews.txt")],
+        cwd=tmp_path,
+        stdout=open(tmp_path / "out.jsonl", "wb"),
+        stderr=subprocess.DEVNULL,
+        env=CLI_ENV,
+    )
+    killer = threading.Timer(240, process.kill)  # a hung run fails below, it does not hang CI
+    killer.start()
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory
+    killer.cancel()
+    seconds = time.monotonic() - start
+    assert os.waitstatus_to_exitcode(status) == 0
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(records) == 32 and all("probability" in record for record in records)
+    assert records[15]["tokens"] == Config().eval_max_length
+    assert [record["tokens"] for record in records[:15]] == [records[0]["tokens"]] * 15
+    peak_bytes = usage.ru_maxrss * 1024  # kilobytes on Linux
+    assert peak_bytes < 1 << 30, f"peak memory {peak_bytes / 2**20:.0f} MiB"
+    assert seconds < 120, f"{seconds:.0f} s"  # seconds alone; generous for a loaded CI machine

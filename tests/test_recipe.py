@@ -195,8 +195,8 @@ def _split(lengths):
 
 
 @pytest.mark.parametrize("shapes", ["fixed", "dynamic"])
-@pytest.mark.parametrize("eval_max_length", [None, 30])
-def test_evaluation_reads_whole_reviews_unless_told(shapes, eval_max_length, monkeypatch):
+@pytest.mark.parametrize("eval_max_length", [4096, 30])
+def test_evaluation_reads_whole_reviews_up_to_the_bound(shapes, eval_max_length, monkeypatch):
     lengths = [5, 12, 20, 33, 70, 150, 9, 41]
     split = _split(lengths)
     config = Config(
@@ -213,7 +213,7 @@ def test_evaluation_reads_whole_reviews_unless_told(shapes, eval_max_length, mon
             for row in np.asarray(ids):
                 if np.any(row):
                     seen.append(tuple(row[row != 0]))
-        keep = eval_max_length or max(lengths)
+        keep = min(eval_max_length, max(lengths))
         expected = {tuple(ids[-keep:]) for ids in split.ids}
         assert set(seen) == expected and len(seen) == len(lengths)
         monkeypatch.undo()
@@ -229,6 +229,13 @@ def test_eval_max_length_must_be_positive():
         Config(eval_max_length=0)
 
 
+def test_the_default_bound_keeps_every_imdb_review_whole_and_old_configs_get_it():
+    # IMDB's longest review has 2,250 tokens (docs/results.md); 0.1% are over 1,011.
+    assert Config().eval_max_length == 4096
+    # config.json of runs made when "null" meant "unbounded" now reads with the bound.
+    assert Config.from_dict({"eval_max_length": None}).eval_max_length == 4096
+
+
 def test_whole_reviews_are_served_by_default(tmp_path):
     pytest.importorskip("tensorflow")
     import tensorflow as tf
@@ -238,7 +245,7 @@ def test_whole_reviews_are_served_by_default(tmp_path):
 
     long_review = "wonderful brilliant loved amazing " * 6 + "awful worst boring dull " * 3
     probabilities = []
-    for eval_max_length, tokens in ((None, 36), (12, 12)):
+    for eval_max_length, tokens in ((4096, 36), (12, 12)):
         run_dir = tmp_path / f"run-{eval_max_length}"
         write_run_dir(run_dir, eval_max_length=eval_max_length)
         version = export_saved_model(run_dir, tmp_path / f"export-{eval_max_length}")
