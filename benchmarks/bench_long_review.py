@@ -61,6 +61,13 @@ def main() -> None:
         model = build_untrained_export(root)
         long_review = " ".join(f"word{index}" for index in rng.integers(0, 29_000, args.words))
         reviews = synthetic_reviews(args.short, rng)
+        (root / "short.txt").write_text("\n".join(reviews) + "\n", encoding="utf-8")
+        short_only = measure(
+            [sys.executable, "-m", "lstm_reviews.predict", "--model", str(model)]
+            + ["--file", str(root / "short.txt")],
+            root,
+        )
+        short_only.pop("stdout")
         reviews.insert(len(reviews) // 2, long_review)
         (root / "reviews.txt").write_text("\n".join(reviews) + "\n", encoding="utf-8")
         predict = measure(
@@ -84,6 +91,7 @@ def main() -> None:
         explain["words"] = args.explain_words
     figures = {
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+        "predict_short_reviews_only": short_only,
         "predict": predict,
         "explain": explain,
     }
