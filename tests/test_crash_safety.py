@@ -17,11 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import write_tiny_imdb
 
 from lstm_reviews import train
 from lstm_reviews.crashpoints import ENVIRONMENT_VARIABLE
+from lstm_reviews.rundir import RunDir
 
 # 6 language-model batches, then 3 epochs of 15 batches (every 2 batches a backup); a
 # learning rate at which the tiny reviews' validation accuracy moves, so the best epoch is
@@ -196,3 +198,30 @@ def test_resume_refuses_another_vocabulary(workspace, reference, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: --resume: {run_dir / 'vocabulary.txt'}")
     assert f"first at line 3: {vocabulary[2]!r} -> {vocabulary[3]!r}" in err
+
+
+def test_state_and_backups_reach_the_disk_before_their_rename(tmp_path, monkeypatch):
+    """A power cut after the rename must not find a state.json or backup whose bytes were
+    never written: each file is fsynced before its rename, and the directory after it."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def replace(source, target):
+        events.append(("replace", str(source), str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.write_state({"epochs_done": 0})
+    run_dir.write_backup("epoch-1.npz", {"0": np.zeros(3)})
+    for target in (run_dir / "state.json", run_dir.backup / "epoch-1.npz"):
+        index, source = next(
+            (k, event[1]) for k, event in enumerate(events) if event[2:] == (str(target),)
+        )
+        assert ("fsync", source) in events[:index], f"{target} renamed before its fsync"
+        assert ("fsync", str(target.parent)) in events[index:], f"{target.parent} not synced"
