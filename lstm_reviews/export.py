@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a training run's model as a SavedModel (raw review strings in), "
         "as a new numbered version in TensorFlow Serving's layout.",
         epilog="exit codes: 0 exported (prints the new version's path), 1 the export failed "
-        "while writing, 2 bad arguments, run directory or Keras backend",
+        "while writing, 2 bad arguments, run directory or Keras backend, an unfinished run "
+        "(without --allow-unfinished) or one that another process trains or exports",
     )
     parser.add_argument(
         "run_dir",
