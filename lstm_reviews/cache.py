@@ -34,7 +34,12 @@ def short_hash(value) -> str:
 
 
 def write_atomically(path: Path, write: Callable) -> None:
-    """Calls write(binary file) on a temporary file beside `path`, then renames it over `path`."""
+    """Calls write(binary file) on a temporary file beside `path`, then renames it over `path`.
+
+    The file is flushed to disk before the rename and the directory after it: a power cut
+    then leaves the old file or the whole new one, not a renamed file whose bytes never
+    reached the disk (file systems may order the rename before the data).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -43,10 +48,24 @@ def write_atomically(path: Path, write: Callable) -> None:
         os.chmod(temporary, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as file:
             write(file)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    fsync_directory(path.parent)
+
+
+def fsync_directory(path: Path) -> None:
+    """Flushes a directory's entries (a rename into it) to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # some file systems cannot sync a directory; the file's bytes are synced already
+    finally:
+        os.close(descriptor)
 
 
 def _umask() -> int:

@@ -10,13 +10,17 @@
     anything    else is a bug: Python's traceback, exit 1.
 
 `run_command` is the one place that does this mapping; each CLI's `main` calls it.
+Training loops hold Ctrl-C until the batch ends (`batch_end_interrupts`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -79,3 +83,60 @@ def _stdout_broken() -> bool:
     except OSError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), descriptor)
         return True
+
+
+class _PendingInterrupt:
+    """Ctrl-C as a request, taken up where the loop checks for it (`check`)."""
+
+    def __init__(self, previous):
+        self.previous = previous  # the handler before: a second Ctrl-C goes to it at once
+        self.requested = False
+
+    def handle(self, signum, frame):
+        if self.requested:
+            if callable(self.previous):
+                self.previous(signum, frame)
+            raise KeyboardInterrupt
+        self.requested = True
+        # os.write, not print: the handler may run inside a print to standard error.
+        os.write(2, b"\nCtrl-C: stopping after this step (again to stop at once)\n")
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+_pending: list[_PendingInterrupt] = []  # the innermost batch_end_interrupts, if any
+
+
+@contextlib.contextmanager
+def batch_end_interrupts():
+    """Within, Ctrl-C (SIGINT) only asks the loop to stop: `check_interrupt()`, called after
+    each batch, raises KeyboardInterrupt then, where the run's state is whole. Python raises
+    it wherever its handler happens to run, and there it can be lost: inside a __del__ or a
+    callback of TensorFlow's it is printed as ignored, and the run went on. A second Ctrl-C
+    interrupts at once. Only the main thread receives signals; elsewhere, or where SIGINT is
+    ignored (a background job), nothing changes. Nested: the outer one serves."""
+    previous = signal.getsignal(signal.SIGINT)
+    if (
+        _pending
+        or threading.current_thread() is not threading.main_thread()
+        or previous in (signal.SIG_IGN, None)
+    ):
+        yield
+        return
+    pending = _PendingInterrupt(previous)
+    signal.signal(signal.SIGINT, pending.handle)
+    _pending.append(pending)
+    try:
+        yield
+    finally:
+        _pending.remove(pending)
+        signal.signal(signal.SIGINT, previous)
+    pending.check()  # asked for after the last check (the loop's end): still an interrupt
+
+
+def check_interrupt() -> None:
+    """Raises KeyboardInterrupt if Ctrl-C came within batch_end_interrupts."""
+    if _pending:
+        _pending[-1].check()

@@ -8,7 +8,7 @@ TensorFlow Serving expects:
 
     OUT/1/saved_model.pb
     OUT/1/variables/
-    OUT/1/assets.extra/export.json     where it came from: run dir, config, versions
+    OUT/1/assets.extra/export.json     where it came from: run dir and id, config, versions
 
 A version appears whole or not at all: it is written into a hidden staging directory in OUT
 (TF Serving ignores names that are not numbers), flushed to disk, then renamed into place.
@@ -28,7 +28,8 @@ then the model. The SavedModel needs TensorFlow only,
 not this package.
 
 Exit codes: 0 exported (the new version's path is printed), 2 bad run directory or
-backend, 1 the export itself failed (e.g. disk full).
+backend, an unfinished run (without --allow-unfinished) or one another process trains or
+exports, 1 the export itself failed (e.g. disk full).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from pathlib import Path
 from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import EXIT_FAILED, UserError, run_command
-from lstm_reviews.rundir import load_run
+from lstm_reviews.rundir import RunDir, load_run
 
 INPUT_NAME = "reviews"
 _VERSION_NAME = re.compile(r"[0-9]+")
@@ -160,13 +161,53 @@ def _publish(staging: Path, out_dir: Path) -> Path:
     raise UserError(f"could not find a free version number in {out_dir}")
 
 
-def export_saved_model(run_dir, out_dir=None, eval_max_length: int | None = None) -> Path:
+def published_version(model_dir: Path, run_id: str) -> Path | None:
+    """The version of model_dir that export.json says the run `run_id` published (the last,
+    if several); None if none did."""
+    model_dir = Path(model_dir)
+    found = None
+    if model_dir.is_dir():
+        for version in version_dirs(model_dir):
+            try:
+                info = json.loads((version / "assets.extra" / "export.json").read_text())
+            except (OSError, ValueError):
+                continue  # not one of ours, or damaged: not this run's
+            if isinstance(info, dict) and info.get("run_id") == run_id:
+                found = version
+    return found
+
+
+def export_saved_model(
+    run_dir, out_dir=None, eval_max_length: int | None = None, *, allow_unfinished: bool = False
+) -> Path:
     """Exports run_dir's model to out_dir/<next version>/ and returns that path.
 
     out_dir: the model directory (default: the run's config.export_dir).
     eval_max_length: tokens the SavedModel keeps per review (default: the run's).
+    allow_unfinished: export a run whose training has not finished (state.json's fit_done
+    false, e.g. killed mid-training): its model.keras is the best epoch so far. Otherwise
+    such a run is refused (UserError), as is one another process trains (RunDir.locked).
     """
     require_tensorflow_backend()
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        return _export_saved_model(run_dir, out_dir, None)  # load_run says what is wrong
+    with run.locked():
+        states = run.read_states()
+        state = states[0][1] if states else {}  # no state.json: a run older than states
+        if states and not state.get("fit_done") and not allow_unfinished:
+            raise UserError(
+                f"{run.path} holds an unfinished run (its training stopped after "
+                f"{state.get('epochs_done')} epoch(s)); finish it with python -m "
+                f"lstm_reviews.train and the run's options plus --resume, or pass "
+                f"--allow-unfinished to export its best epoch so far"
+            )
+        return _export_saved_model(run_dir, out_dir, state.get("run_id"), eval_max_length)
+
+
+def _export_saved_model(
+    run_dir, out_dir, run_id: str | None, eval_max_length: int | None = None
+) -> Path:
     import keras
     import tensorflow as tf
 
@@ -213,6 +254,9 @@ def export_saved_model(run_dir, out_dir=None, eval_max_length: int | None = None
             json.dumps(
                 {
                     "run_dir": str(Path(run_dir).resolve()),
+                    # A resumed run finds the version it published before a kill stopped it
+                    # from recording it (train._export), instead of publishing it again.
+                    "run_id": run_id,
                     "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "tensorflow": tf.__version__,
                     "keras": keras.__version__,
@@ -239,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a training run's model as a SavedModel (raw review strings in), "
         "as a new numbered version in TensorFlow Serving's layout.",
         epilog="exit codes: 0 exported (prints the new version's path), 1 the export failed "
-        "while writing, 2 bad arguments, run directory or Keras backend",
+        "while writing, 2 bad arguments, run directory or Keras backend, an unfinished run "
+        "(without --allow-unfinished) or one that another process trains or exports",
     )
     parser.add_argument(
         "run_dir",
@@ -262,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
         "request can cost (default: the run's, normally "
         f"{Config().eval_max_length})",
     )
+    parser.add_argument(
+        "--allow-unfinished",
+        action="store_true",
+        help="export a run whose training has not finished (killed or interrupted): its best "
+        "epoch so far; without it such a run is refused (finish it with train --resume)",
+    )
     return parser
 
 
@@ -275,7 +326,9 @@ def main(argv=None) -> int:
 
     def body():
         try:
-            path = export_saved_model(args.run_dir, args.out, args.eval_max_length)
+            path = export_saved_model(
+                args.run_dir, args.out, args.eval_max_length, allow_unfinished=args.allow_unfinished
+            )
         except OSError as error:  # the disk, not the user: no version was published
             print(f"error: export failed: {error}", file=sys.stderr)
             return EXIT_FAILED

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lstm_reviews import embeddings, pretrain, tokens
 from lstm_reviews.cache import write_text_atomically
-from lstm_reviews.config import Config, apply_preset, build_parser, option
+from lstm_reviews.config import PRESETS, Config, apply_preset, build_parser, option
 from lstm_reviews.errors import UserError, run_command
 
 # Where each machine keeps its own: the GPU run names its data, caches and outputs itself.
@@ -31,14 +31,17 @@ _NOT_CARRIED = ("data", "cache_dir", "output_dir", "export_dir", "resume", "expo
 
 
 def training_options(config: Config) -> list:
-    """The command-line options that give `config`, defaults and _NOT_CARRIED left out.
+    """The command-line options that give `config`, _NOT_CARRIED left out, and those at the
+    value its --preset gives (which the options carry): a value is left out only where the
+    parser that reads them back would give it anyway.
 
     Worked example: Config(units=8, bidirectional=False) -> ["--units", "8", "--no-bidirectional"].
     """
+    preset = PRESETS[config.preset]
     argv = []
     for field in dataclasses.fields(Config):
         value = getattr(config, field.name)
-        if field.name in _NOT_CARRIED or value == field.default:
+        if field.name in _NOT_CARRIED or value == preset.get(field.name, field.default):
             continue
         if isinstance(value, bool):
             argv.append(option(field.name) if value else "--no-" + option(field.name)[2:])

@@ -42,7 +42,7 @@ from lstm_reviews.batches import fixed_shapes
 from lstm_reviews.cache import cached, short_hash, write_atomically
 from lstm_reviews.config import LANGUAGE_MODEL, cache_settings
 from lstm_reviews.crashpoints import crash_point
-from lstm_reviews.errors import UserError
+from lstm_reviews.errors import UserError, batch_end_interrupts, check_interrupt
 from lstm_reviews.model import READER_LAYERS, reader_layers
 from lstm_reviews.text import pad
 
@@ -316,18 +316,21 @@ def pretrain(
         keras.callbacks.LambdaCallback(
             on_train_batch_end=lambda batch, logs: crash_point("pretrain-step")
         ),
+        # Ctrl-C stops after the batch it came in, not wherever in Keras it lands.
+        keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: check_interrupt()),
         *callbacks,
     ]
     if backup_dir is not None:
         all_callbacks.append(PretrainingBackup(str(backup_dir), save_freq=BACKUP_EVERY_BATCHES))
     fit_input, epoch_callbacks = _fit_input(batches)
-    history = model.fit(
-        fit_input,
-        epochs=config.lm_epochs,
-        callbacks=all_callbacks + epoch_callbacks,
-        verbose=1,
-        shuffle=False,
-    )
+    with batch_end_interrupts():
+        history = model.fit(
+            fit_input,
+            epochs=config.lm_epochs,
+            callbacks=all_callbacks + epoch_callbacks,
+            verbose=1,
+            shuffle=False,
+        )
     if model.stop_training:  # TerminateOnNaN: these weights are not worth keeping
         raise RuntimeError("language-model pretraining stopped on a NaN loss")
     weights = {name: model.get_layer(name).get_weights() for name in reader_layer_names(model)}

@@ -10,6 +10,7 @@
                      exported; state.previous.json is the one before, to fall back on
     backup/          the variables at the state's step (model, optimizer, dropout seeds)
     logs/            TensorBoard
+    .lock            locked (flock) by the process training or exporting the run; its pid
 
 Training writes through `RunDir`; export, explain and the notebooks read through
 `load_run`, which checks that the files belong together and that the vocabulary was made by
@@ -18,8 +19,11 @@ the standardization this code applies.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import errno
+import fcntl
 import functools
 import hashlib
 import io
@@ -36,7 +40,7 @@ from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import UserError
 
-CONFIG, VOCABULARY, MODEL, HISTORY, METRICS, STATE, PREVIOUS_STATE = (
+CONFIG, VOCABULARY, MODEL, HISTORY, METRICS, STATE, PREVIOUS_STATE, LOCK = (
     "config.json",
     "vocabulary.txt",
     "model.keras",
@@ -44,7 +48,11 @@ CONFIG, VOCABULARY, MODEL, HISTORY, METRICS, STATE, PREVIOUS_STATE = (
     "metrics.json",
     "state.json",
     "state.previous.json",
+    ".lock",
 )
+# The run directories this process holds the lock of (resolved path -> lock file descriptor):
+# training exports its run while holding it, and must not be refused by itself.
+_held_locks: dict[Path, int] = {}
 
 
 class DamagedFile(Exception):
@@ -74,6 +82,44 @@ class RunDir:
     @property
     def logs(self) -> Path:
         return self.path / "logs"
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Holds the run directory's lock within: one process at a time trains or exports a
+        run. UserError names the process that holds it. The lock is the kernel's (flock on
+        .lock), so it ends with its process, however that ends: a killed run's lock never
+        blocks. The file stays; its content is the holder's pid, for the message. The
+        directory must exist; one this process cannot write is not locked (no run can be
+        trained in it by this user)."""
+        key = self.path.resolve()
+        if key in _held_locks:  # held by this process already (training's own export)
+            yield
+            return
+        try:
+            descriptor = os.open(self / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            yield
+            return
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
+                raise UserError(
+                    f"{self.path} is in use by process {holder or '(unknown)'}: it trains or "
+                    f"exports this run; wait for it to end, or stop it"
+                ) from None
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+            _held_locks[key] = descriptor
+            try:
+                yield
+            finally:
+                del _held_locks[key]
+        finally:
+            os.close(descriptor)  # releases the lock
 
     def write_config(self, config: Config) -> None:
         values = {**dataclasses.asdict(config), _STANDARDIZE_KEY: text.STANDARDIZE_VERSION}

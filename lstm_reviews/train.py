@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import keras
@@ -34,9 +35,9 @@ import numpy as np
 from lstm_reviews import batches, embeddings, pretrain, tokens
 from lstm_reviews.config import Config, config_from_args, option, resume_conflicts
 from lstm_reviews.crashpoints import crash_point
-from lstm_reviews.errors import UserError, run_command
+from lstm_reviews.errors import UserError, batch_end_interrupts, check_interrupt, run_command
 from lstm_reviews.model import build_model, compile_model
-from lstm_reviews.rundir import METRICS, MODEL, STATE, DamagedFile, RunDir, warn
+from lstm_reviews.rundir import LOCK, METRICS, MODEL, STATE, DamagedFile, RunDir, warn
 
 # Keras' dtype policy of each --mixed-precision choice.
 POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -146,6 +147,9 @@ class RunState:
     fit_done: bool = False  # the last epoch, or early stopping's, is done
     evaluated: bool = False  # metrics.json is written
     exported: str | None = None  # the SavedModel version written for this run
+    # Its exports carry it (export.json): after a kill between the publishing of a version and
+    # the commit naming it, the resumed run finds that version instead of publishing another.
+    run_id: str | None = None  # None: a run of a version before run ids
     train_seconds: float = 0.0  # in training batches, every process of the run together
     train_tokens: int = 0
     format: int = _STATE_FORMAT
@@ -263,18 +267,28 @@ def _check_same_data(run_dir: RunDir, saved: dict | None, now: dict, vocabulary:
         )
 
 
-def _check_run_dir(config: Config, run_dir: RunDir) -> None:
-    """Checks the run directory against --resume, and a resumed run's settings."""
+def _make_run_dir(config: Config, run_dir: RunDir) -> None:
+    """Creates the run directory of a new run (where its lock is taken); refuses a file, or
+    --resume of a directory that does not exist (without creating it)."""
     path = run_dir.path
     if path.exists() and not path.is_dir():
         raise UserError(f"--output-dir {path} is a file; expected a directory for the run")
-    exists = path.exists() and any(path.iterdir())
+    if config.resume and not path.exists():
+        raise UserError(f"--resume: {path} holds no run to resume (it does not exist)")
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _check_run_dir(config: Config, run_dir: RunDir) -> None:
+    """Checks the run directory against --resume, and a resumed run's settings (with the
+    directory's lock held: what it holds cannot change meanwhile)."""
+    path = run_dir.path
+    # The lock file alone (a run killed before writing anything) is no run.
+    exists = any(entry.name != LOCK for entry in path.iterdir())
     if exists and not config.resume:
         raise UserError(
             f"run directory {path} already exists and is not empty; pass --resume "
             f"to continue it, or choose another --output-dir"
         )
-    path.mkdir(parents=True, exist_ok=True)
     if not config.resume:
         return
     if not exists or not (run_dir / "config.json").exists():
@@ -343,11 +357,18 @@ def averaged_weights(model: keras.Model):
             variable.assign(value)
 
 
+# A test hook in the validation of each epoch (crashpoints.py).
+_VALIDATION_STEP = keras.callbacks.LambdaCallback(
+    on_test_batch_end=lambda batch, logs: crash_point("validation-step")
+)
+
+
 def _fit(
     model, config, run_dir, state, token_data, boundaries, validation_batches, callbacks, every
 ) -> RunState:
     """Trains the epochs `state` has not done, committing a state every `every` batches and
-    at each epoch's end; returns the state with fit_done."""
+    at each epoch's end; returns the state with fit_done. Within batch_end_interrupts, Ctrl-C
+    stops it after the batch (or the epoch's validation) it came in."""
     callback_list = keras.callbacks.CallbackList(
         make_callbacks(config, run_dir, callbacks),
         add_history=False,
@@ -396,6 +417,7 @@ def _fit(
             tokens_trained += int(keras.ops.count_nonzero(ids))
             callback_list.on_train_batch_end(step, logs)
             crash_point("epoch-step")
+            check_interrupt()
             if model.stop_training:  # TerminateOnNaN, or a callback of the caller
                 break
             if (step + 1) % every == 0:
@@ -419,7 +441,9 @@ def _fit(
             )
         train_seconds = state.train_seconds + time.perf_counter() - clock_started
         with averaged_weights(model):
-            validation = model.evaluate(validation_batches, return_dict=True, verbose=0)
+            validation = model.evaluate(
+                validation_batches, return_dict=True, verbose=0, callbacks=[_VALIDATION_STEP]
+            )
             logs = {**logs, **{f"val_{key}": float(value) for key, value in validation.items()}}
             improved = state.best_value is None or logs[MONITOR] > state.best_value
             if improved:
@@ -451,6 +475,7 @@ def _fit(
             print(f"Epoch {number}: early stopping, best epoch {best_epoch}")
         if state.fit_done:
             break
+        check_interrupt()  # one that came during the validation: the epoch is kept
     callback_list.on_train_end()
     if not state.fit_done:  # --epochs lowered on resume below the epochs done
         state = dataclasses.replace(state, fit_done=True)
@@ -479,9 +504,26 @@ def _can_export() -> bool:
 
 
 def _export(config: Config, run_dir: RunDir, state: RunState) -> None:
-    path = export_or_explain(config, run_dir.path)
+    if state.run_id is None:  # a run of an older version: its export needs an id to carry
+        state = dataclasses.replace(state, run_id=uuid.uuid4().hex)
+        _commit(run_dir, state)
+    path = _published_before(config, state) or export_or_explain(config, run_dir.path)
     if path is not None:
+        crash_point("after-export")  # the version published, not yet committed
         _commit(run_dir, dataclasses.replace(state, exported=str(path)))
+
+
+def _published_before(config: Config, state: RunState) -> Path | None:
+    """The version this run published before a kill came ahead of the commit naming it; TF
+    Serving would take the same model published again for a new one."""
+    if not (config.export and _can_export()):
+        return None
+    from lstm_reviews.export import published_version
+
+    path = published_version(Path(config.export_dir), state.run_id)
+    if path is not None:
+        print(f"SavedModel already exported to {path} (before the run was stopped)")
+    return path
 
 
 def train_and_evaluate(
@@ -493,9 +535,18 @@ def train_and_evaluate(
     callbacks: extra Keras callbacks, called as fit calls them (tests use them).
     backup_every_batches: the most batches between two backups within an epoch (there are
     at least four an epoch).
-    Raises UserError for a run directory or data the user must fix.
+    Raises UserError for a run directory or data the user must fix, or one that another
+    process trains or exports (RunDir.locked).
     """
     run_dir = RunDir(run_dir or config.output_dir)
+    _make_run_dir(config, run_dir)
+    with run_dir.locked():
+        return _train_and_evaluate(config, run_dir, callbacks, backup_every_batches)
+
+
+def _train_and_evaluate(
+    config: Config, run_dir: RunDir, callbacks, backup_every_batches: int
+) -> dict:
     _check_run_dir(config, run_dir)
     states = run_dir.read_states() if config.resume else []
     if config.resume and not states:
@@ -561,22 +612,28 @@ def train_and_evaluate(
     else:  # a new run, or one killed before its first backup: start afresh
         initialize_reader(model, config, token_data)
         name = "epoch-1-step-0.npz"
-        state = RunState(data=data, backup=name, backup_sha256=_save_backup(model, run_dir, name))
+        state = RunState(
+            data=data,
+            backup=name,
+            backup_sha256=_save_backup(model, run_dir, name),
+            run_id=uuid.uuid4().hex,
+        )
         _commit(run_dir, state)
         run_dir.write_history([])
     if not state.fit_done:
         every = max(1, min(backup_every_batches, steps_per_epoch // 4))
-        state = _fit(
-            model,
-            config,
-            run_dir,
-            state,
-            token_data,
-            boundaries,
-            validation_batches,
-            callbacks,
-            every,
-        )
+        with batch_end_interrupts():
+            state = _fit(
+                model,
+                config,
+                run_dir,
+                state,
+                token_data,
+                boundaries,
+                validation_batches,
+                callbacks,
+                every,
+            )
     crash_point("after-fit")
 
     history = state.history

@@ -17,11 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import write_tiny_imdb
 
 from lstm_reviews import train
 from lstm_reviews.crashpoints import ENVIRONMENT_VARIABLE
+from lstm_reviews.rundir import RunDir
 
 # 6 language-model batches, then 3 epochs of 15 batches (every 2 batches a backup); a
 # learning rate at which the tiny reviews' validation accuracy moves, so the best epoch is
@@ -161,6 +163,11 @@ def test_a_run_killed_at_every_moment_resumes_to_the_uninterrupted_run(workspace
     kill_at("export")
     assert read_state(run_dir)["evaluated"] and read_state(run_dir)["exported"] is None
     assert [path.name for path in export_dir.iterdir()][0].startswith(".export-")
+    # Between the publishing of version 1 and the commit naming it: the resumed run must
+    # record version 1, not publish the same run again as version 2.
+    kill_at("after-export")
+    assert [path.name for path in export_dir.iterdir()] == ["1"]
+    assert read_state(run_dir)["exported"] is None
 
     result = run_training(args + ["--resume"])
     assert result.returncode == 0, explain(result)
@@ -172,6 +179,36 @@ def test_a_run_killed_at_every_moment_resumes_to_the_uninterrupted_run(workspace
     # Finished means finished: a further --resume trains nothing.
     result = run_training(args + ["--resume"])
     assert result.returncode == 2 and "already finished" in result.stderr, explain(result)
+
+
+def test_ctrl_c_in_pretraining_or_validation_stops_there_and_resumes(workspace, reference):
+    """SIGINT at moments inside Keras' fit and evaluate: exit 130 saying --resume, what was
+    done kept, and the resumed run ends as the uninterrupted one."""
+    run_dir = workspace / "ctrl_c"
+    # Caches of its own: the language model is pretrained, not loaded from the reference's.
+    args = common_args(workspace, "ctrl_c", "--no-export", cache="ctrl_c")
+
+    def interrupt_at(point: str, *, resume: bool = True) -> subprocess.CompletedProcess:
+        result = run_training(args + ["--resume"] * resume, crash_at=f"{point}:SIGINT")
+        assert result.returncode == 130, f"{point}: {explain(result)}"
+        assert "Ctrl-C: stopping after this step" in result.stderr
+        last = result.stderr.splitlines()[-1]
+        assert last.startswith("Interrupted.") and "--resume" in last, explain(result)
+        return result
+
+    # In the language model's second batch: stopped there, no sentiment training started.
+    result = interrupt_at("pretrain-step:2", resume=False)
+    assert "Language-model pretraining" in result.stdout and not (run_dir / "state.json").exists()
+    assert "Epoch 1/3" not in result.stdout
+    # In epoch 1's validation: the epoch ends and is committed (it was not lost).
+    interrupt_at("validation-step:1")
+    state = read_state(run_dir)
+    assert state["epochs_done"] == 1 and [row["epoch"] for row in state["history"]] == [0]
+    assert (run_dir / "model.keras").exists() and not (run_dir / "metrics.json").exists()
+
+    result = run_training(args + ["--resume"])
+    assert result.returncode == 0, explain(result)
+    assert_same_run(run_dir, reference)
 
 
 def test_resume_refuses_other_data(workspace, reference, capsys):
@@ -196,3 +233,30 @@ def test_resume_refuses_another_vocabulary(workspace, reference, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: --resume: {run_dir / 'vocabulary.txt'}")
     assert f"first at line 3: {vocabulary[2]!r} -> {vocabulary[3]!r}" in err
+
+
+def test_state_and_backups_reach_the_disk_before_their_rename(tmp_path, monkeypatch):
+    """A power cut after the rename must not find a state.json or backup whose bytes were
+    never written: each file is fsynced before its rename, and the directory after it."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def replace(source, target):
+        events.append(("replace", str(source), str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.write_state({"epochs_done": 0})
+    run_dir.write_backup("epoch-1.npz", {"0": np.zeros(3)})
+    for target in (run_dir / "state.json", run_dir.backup / "epoch-1.npz"):
+        index, source = next(
+            (k, event[1]) for k, event in enumerate(events) if event[2:] == (str(target),)
+        )
+        assert ("fsync", source) in events[:index], f"{target} renamed before its fsync"
+        assert ("fsync", str(target.parent)) in events[index:], f"{target.parent} not synced"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import pytest
 from serving_helpers import keras_probabilities, write_run_dir
 
 from lstm_reviews import export
+from lstm_reviews.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 LONG_START = "wonderful brilliant loved amazing superb great " * 4
@@ -274,3 +276,39 @@ def test_the_bound_on_one_review_can_be_set_at_export(exported, tmp_path, capsys
         export.main([str(exported[0]), "--out", str(out), "--eval-max-length", "0"])
     assert exit_.value.code == 2
     assert "--eval-max-length must be positive" in capsys.readouterr().err
+
+
+def test_an_unfinished_run_is_refused_unless_allowed(tmp_path, capsys):
+    run_dir, served = tmp_path / "run", tmp_path / "served"
+    write_run_dir(run_dir)
+    # As a run killed in its second epoch leaves it: model.keras holds epoch 1.
+    RunDir(run_dir).write_state({"epochs_done": 1, "step": 4, "fit_done": False})
+    assert export.main([str(run_dir), "--out", str(served)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {run_dir} holds an unfinished run (its training stopped after 1 epoch(s)); "
+        f"finish it with python -m lstm_reviews.train and the run's options plus --resume, or "
+        f"pass --allow-unfinished to export its best epoch so far\n"
+    )
+    assert not served.exists()
+    assert export.main([str(run_dir), "--out", str(served), "--allow-unfinished"]) == 0
+    assert capsys.readouterr().out == f"{served / '1'}\n"
+
+
+def test_a_resumed_run_records_the_version_published_before_its_kill(tmp_path):
+    """Killed between the publishing of its version and the commit naming it, the run resumed
+    records that version: TF Serving would load the same model published again as new."""
+    from lstm_reviews import train
+
+    run_dir, served = RunDir(tmp_path / "run"), tmp_path / "served"
+    config = write_run_dir(run_dir.path, export_dir=str(served))
+    state = train.RunState(data={}, fit_done=True, evaluated=True, run_id="0123abcd")
+    run_dir.write_state(dataclasses.asdict(state))
+    published = export.export_saved_model(run_dir.path)  # then the kill, before the commit
+    info = json.loads((published / "assets.extra" / "export.json").read_text())
+    assert info["run_id"] == "0123abcd"
+    assert export.published_version(served, "0123abcd") == published
+    assert export.published_version(served, "another run") is None
+
+    train._export(config, run_dir, state)
+    assert export.version_dirs(served) == [published]
+    assert json.loads((run_dir / "state.json").read_text())["exported"] == str(published)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,40 @@ def test_training_options_worked_example_and_round_trip():
     assert again == config  # data, caches and outputs are at their defaults in both
     carried = config_from_args(["--data", "x", "--output-dir", "y", "--no-export"])
     assert gpu_bundle.training_options(carried) == []  # each machine names its own
+
+
+def carried(config: Config) -> dict:
+    """The fields train.sh carries (each machine names its data, caches and outputs)."""
+    values = dataclasses.asdict(config)
+    return {key: value for key, value in values.items() if key not in gpu_bundle._NOT_CARRIED}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        # Values of the cpu preset (the fields' defaults) given against the gpu preset's.
+        ["--preset", "gpu", "--units", "128", "--vocab-size", "30000"],
+        ["--preset", "gpu", "--mixed-precision", "off", "--epochs", "3", "--no-lr-decay"],
+        ["--preset", "cpu", "--units", "512"],
+    ],
+)
+def test_training_options_round_trip_against_the_preset(argv):
+    config = config_from_args(argv)
+    assert config_from_args(gpu_bundle.training_options(config)) == config
+
+
+def test_train_sh_parsed_back_gives_the_bundle_config(tiny_imdb, tmp_path):
+    bundle = tmp_path / "bundle"
+    # No word vectors or language model: only the token cache is made.
+    argv = ["--preset", "gpu", "--units", "128", "--vocab-size", "30000", "--lm-epochs", "0"]
+    argv += ["--no-pretrain-embeddings", "--data", str(tiny_imdb)]
+    assert gpu_bundle.main([*argv, str(bundle)]) == 0
+    command = shlex.split((bundle / "train.sh").read_text().splitlines()[-1])
+    options = command[command.index("lstm_reviews.train") + 1 :]
+    assert options[:4] == ["--data", options[1], "--cache-dir", "$bundle"] and options[-1] == "$@"
+    parsed = config_from_args(options[4:-1])
+    assert (parsed.units, parsed.vocab_size) == (128, 30000)
+    assert carried(parsed) == carried(config_from_args(argv))
 
 
 def test_a_token_cache_as_data_must_match_the_settings(tiny_imdb, tmp_path):

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from serving_helpers import write_run_dir
 
-from lstm_reviews import embeddings, pretrain, train
+from lstm_reviews import embeddings, export, pretrain, train
 from lstm_reviews.batches import NumpyBatches, epoch_batches, make_dataset, split_boundaries
 from lstm_reviews.config import Config, config_from_args
 from lstm_reviews.rundir import RunDir
@@ -223,6 +225,101 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_imdb, tmp_path):
     assert first_batches[0] == state["step"]  # nor the batches of epoch 1 in the backup
     assert history_epochs(run_dir) == [0, 1, 2]  # every epoch exactly once
     assert metrics["epochs"] == 3
+
+
+class SigintInsideDel:
+    """Sends this process SIGINT from its __del__: Python's handler then runs there, where an
+    exception is printed as ignored, as in TensorFlow's and Keras' own __del__ methods."""
+
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+
+
+class CtrlCAfter(keras.callbacks.Callback):
+    def __init__(self, batches: int):
+        super().__init__()
+        self.batches = batches
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 == self.batches:
+            SigintInsideDel()  # deleted at once
+
+
+def test_ctrl_c_landing_inside_a_del_still_stops_the_run(tiny_imdb, tmp_path):
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--lm-epochs", "0")
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(
+            config_from_args(argv), callbacks=[CtrlCAfter(3)], backup_every_batches=2
+        )
+    assert signal.getsignal(signal.SIGINT) is before  # the handler before is back
+    run_dir = tmp_path / "run"
+    state = json.loads((run_dir / "state.json").read_text())
+    assert (state["epochs_done"], state["step"]) == (0, 2)  # stopped in epoch 1, kept batch 2
+    assert not (run_dir / "metrics.json").exists()
+    metrics = train.train_and_evaluate(config_from_args(argv + ["--resume"]))
+    assert metrics["epochs"] == 1
+
+
+# Holds the lock of each run directory named, as a training or export would, until killed.
+HOLD_LOCKS = """
+import sys, time
+from lstm_reviews.rundir import RunDir
+held = [RunDir(path).locked() for path in sys.argv[1:]]
+for lock in held:
+    lock.__enter__()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_run_directory_in_use_is_refused_until_its_holder_ends(tiny_imdb, tmp_path, capsys):
+    finished, fresh = tmp_path / "finished", tmp_path / "fresh"
+    write_run_dir(finished)  # a trained run (no state.json: not refused as unfinished)
+    fresh.mkdir()
+    quick = ("--epochs", "1", "--lm-epochs", "0")  # if a refusal fails, the run is short
+    served = tmp_path / "served"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCKS, str(finished), str(fresh)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert train.main(tiny_argv(tiny_imdb, tmp_path, *quick, run="fresh")) == 2
+        assert train.main(tiny_argv(tiny_imdb, tmp_path, *quick, "--resume", run="finished")) == 2
+        assert export.main([str(finished), "--out", str(served)]) == 2
+        errors = capsys.readouterr().err.splitlines()
+        in_use = f"is in use by process {holder.pid}: it trains or exports this run"
+        assert errors == [
+            f"error: {fresh} {in_use}; wait for it to end, or stop it",
+            f"error: {finished} {in_use}; wait for it to end, or stop it",
+            f"error: {finished} {in_use}; wait for it to end, or stop it",
+        ]
+        assert not served.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its lock died with it; the lock file it left is no run (a fresh run may start there).
+    assert export.main([str(finished), "--out", str(served)]) == 0
+    assert (served / "1" / "saved_model.pb").is_file()
+    assert train.main(tiny_argv(tiny_imdb, tmp_path, *quick, run="fresh")) == 0
+    assert (fresh / "metrics.json").is_file()
+
+
+def test_resume_of_no_run_is_refused_and_creates_nothing(tiny_imdb, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert train.main(tiny_argv(tiny_imdb, tmp_path, "--resume")) == 2
+    assert capsys.readouterr().err == (
+        f"error: --resume: {run_dir} holds no run to resume (it does not exist)\n"
+    )
+    assert not run_dir.exists()
+    # What a run killed before it wrote anything leaves: its lock file alone.
+    run_dir.mkdir()
+    (run_dir / ".lock").write_text("12345\n")
+    assert train.main(tiny_argv(tiny_imdb, tmp_path, "--resume")) == 2
+    assert "holds no run to resume (no config.json)" in capsys.readouterr().err
 
 
 def test_resume_with_other_settings_is_refused(tiny_imdb, tmp_path, capsys):
