@@ -21,6 +21,7 @@ counts[2,4] = counts[4,2] = 1; padding (0) and [UNK] (1) are never counted.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,27 +78,47 @@ def ppmi(rows, cols, counts, vocab_size: int, smoothing: float = 0.75):
     return rows[keep], cols[keep], pmi[keep].astype(np.float32)
 
 
-def truncated_svd(rows, cols, values, size: int, rank: int, seed: int, power_iterations: int = 3):
-    """The top `rank` left singular vectors and values of the sparse size x size matrix.
-
-    Randomized range finding (Halko et al., 2011) with TensorFlow's sparse products: the
-    matrix stays sparse; only <float32>[size, rank + 10] dense blocks are formed.
-    Returns (u <float32>[size, rank], s <float32>[rank]).
-    """
-    import tensorflow as tf
-
+def _sparse_products(rows, cols, values, size: int):
+    """(x -> M x, x -> M^T x) for the sparse size x size matrix M and dense <float32>[size, k]
+    blocks x: TensorFlow's sparse product where TensorFlow is, else SciPy's (a GPU machine
+    with JAX alone: JAX installs SciPy). They agree within float32 rounding
+    (tests/test_gpu_bundle.py)."""
     order = np.lexsort((cols, rows))
+    try:
+        import tensorflow as tf
+    except ImportError:
+        import scipy.sparse
+
+        matrix = scipy.sparse.csr_matrix(
+            (values[order], (rows[order], cols[order])), shape=(size, size), dtype=np.float32
+        )
+        transposed = matrix.T.tocsr()
+        return (lambda x: matrix @ x), (lambda x: transposed @ x)
     matrix = tf.sparse.SparseTensor(
         np.stack([rows[order], cols[order]], axis=1), values[order], dense_shape=(size, size)
     )
+    return (
+        lambda x: tf.sparse.sparse_dense_matmul(matrix, x).numpy(),
+        lambda x: tf.sparse.sparse_dense_matmul(matrix, x, adjoint_a=True).numpy(),
+    )
+
+
+def truncated_svd(rows, cols, values, size: int, rank: int, seed: int, power_iterations: int = 3):
+    """The top `rank` left singular vectors and values of the sparse size x size matrix.
+
+    Randomized range finding (Halko et al., 2011) with sparse products: the matrix stays
+    sparse; only <float32>[size, rank + 10] dense blocks are formed.
+    Returns (u <float32>[size, rank], s <float32>[rank]).
+    """
+    times, times_transposed = _sparse_products(rows, cols, values, size)
     rng = np.random.default_rng(seed)
     probe = rng.standard_normal((size, min(rank + 10, size))).astype(np.float32)
-    basis = np.linalg.qr(tf.sparse.sparse_dense_matmul(matrix, probe).numpy())[0]
+    basis = np.linalg.qr(times(probe))[0]
     for _ in range(power_iterations):  # sharpens the spectrum: better top vectors
-        back = np.linalg.qr(tf.sparse.sparse_dense_matmul(matrix, basis, adjoint_a=True).numpy())[0]
-        basis = np.linalg.qr(tf.sparse.sparse_dense_matmul(matrix, back).numpy())[0]
+        back = np.linalg.qr(times_transposed(basis))[0]
+        basis = np.linalg.qr(times(back))[0]
     # basis^T M, computed as (M^T basis)^T: <float32>[rank + 10, size]
-    small = tf.sparse.sparse_dense_matmul(matrix, basis, adjoint_a=True).numpy().T
+    small = times_transposed(basis).T
     u_small, s, _ = np.linalg.svd(small, full_matrices=False)
     return (basis @ u_small)[:, :rank].astype(np.float32), s[:rank].astype(np.float32)
 
@@ -118,6 +139,12 @@ def word_vectors(
     return vectors
 
 
+def _require_sparse_products(path: Path) -> None:
+    """UserError if neither TensorFlow nor SciPy is here to make the vectors."""
+    if not any(importlib.util.find_spec(name) for name in ("tensorflow", "scipy")):
+        require_tensorflow("the pretrained word vectors", path, "--no-pretrain-embeddings")
+
+
 def vectors_settings(config, tokens) -> dict:
     """Everything the word vectors depend on: the token ids and the fields that feed them."""
     return {"format": _FORMAT, "tokens": tokens.settings, **cache_settings(config, VECTORS)}
@@ -126,14 +153,15 @@ def vectors_settings(config, tokens) -> dict:
 def pretrained_embeddings(config, tokens) -> np.ndarray:
     """Word vectors for `tokens.vocabulary`, from the training and unlabeled reviews; cached.
 
-    tokens: the run's tokens.TokenData. Needs TensorFlow the first time (the unlabeled
-    reviews' ids, the sparse SVD); a cached result loads with NumPy alone.
+    tokens: the run's tokens.TokenData. Needs the unlabeled reviews' ids (made with
+    TensorFlow, or carried in a bundle) and TensorFlow or SciPy for the sparse SVD; a cached
+    result loads with NumPy alone.
     Returns <float32>[len(tokens.vocabulary), config.embedding_dim].
     """
     path = Path(config.cache_dir) / f"vectors-{short_hash(vectors_settings(config, tokens))}.npy"
 
     def build():
-        require_tensorflow("the pretrained word vectors", path, "--no-pretrain-embeddings")
+        _require_sparse_products(path)
         started = time.perf_counter()
         unlabeled = token_cache.unlabeled_ids(config, tokens)
         vectors = word_vectors(

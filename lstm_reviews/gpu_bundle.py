@@ -2,12 +2,15 @@
 
     python -m lstm_reviews.gpu_bundle BUNDLE_DIR [training options]
 
-Where TensorFlow and the reviews are, this makes in BUNDLE_DIR what training would make
-first: the token ids, the unlabeled reviews' ids, the word vectors and the pretrained
-language model (with --language-model-on-gpu, the GPU pretrains it instead; it takes about
-20 minutes on 2 CPU cores). It writes BUNDLE_DIR/train.sh, which trains under JAX from those
-files alone: `--data` names the token cache, `--cache-dir` the bundle, and the training
-options given here are repeated. Then:
+Where TensorFlow and the reviews are, this makes in BUNDLE_DIR what needs them: the token ids
+of every split and of the unlabeled reviews, stored compact (uint16, zip-compressed: a third
+of their size, since only the checkout and a few tens of MiB travel to a GPU machine). The
+word vectors (NumPy and SciPy's sparse product there) and the language model (JAX) are made by
+the GPU run from those ids, the same numbers within float32 rounding; --no-vectors-on-gpu and
+--no-language-model-on-gpu make them here instead (the language model takes about 20 minutes
+on 2 CPU cores, and both add their size to the bundle). It writes BUNDLE_DIR/train.sh, which
+trains under JAX from those files alone: `--data` names the token cache, `--cache-dir` the
+bundle, and the training options given here are repeated. Then:
 
     carry BUNDLE_DIR (and this repository) to the GPU machine
     sh BUNDLE_DIR/train.sh --output-dir runs/gpu      # PYTHON=... to pick the interpreter
@@ -16,6 +19,7 @@ options given here are repeated. Then:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import shlex
 import sys
@@ -50,23 +54,27 @@ def training_options(config: Config) -> list:
     return argv
 
 
-def make_bundle(config: Config, language_model: bool = True) -> Path:
-    """Makes every cache training on `config` reads, in config.cache_dir; writes train.sh.
-
-    Returns the path of train.sh.
+def make_bundle(config: Config, language_model: bool = False, vectors: bool = False) -> Path:
+    """Makes the caches training on `config` needs TensorFlow or the reviews for, in
+    config.cache_dir, compacted; and the word vectors and language model if told. Writes
+    train.sh and returns its path.
     """
     bundle = Path(config.cache_dir)
     token_data = tokens.prepare_tokens(config)
+    carried = [tokens.token_cache_path(config, token_data.settings)]
     if config.pretrain_embeddings or config.lm_epochs:
         tokens.unlabeled_ids(config, token_data)
-    if config.pretrain_embeddings:
+        carried.append(tokens.unlabeled_cache_path(config, token_data))
+    if config.pretrain_embeddings and vectors:
         embeddings.pretrained_embeddings(config, token_data)
     if config.lm_epochs and language_model:
         # train.sh trains under JAX, where "auto" batch shapes are fixed: the language model's
         # batches (and so its cache) as the GPU run would make them.
         shapes = "fixed" if config.batch_shapes == "auto" else config.batch_shapes
         pretrain.reader_weights(dataclasses.replace(config, batch_shapes=shapes), token_data)
-    token_cache = tokens.token_cache_path(config, token_data.settings)
+    for path in carried:
+        tokens.compact_cache(path)
+    token_cache = carried[0]
     command = [
         '"${PYTHON:-python}"',
         "-m",
@@ -101,20 +109,33 @@ def main(argv=None) -> int:
     parser.add_argument("bundle_dir", metavar="BUNDLE_DIR", help="where the caches go")
     parser.add_argument(
         "--language-model-on-gpu",
-        action="store_true",
-        help="leave the language-model pretraining to the GPU run",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="leave the language-model pretraining to the GPU run (its weights would add "
+        "tens of MiB to the bundle)",
+    )
+    parser.add_argument(
+        "--vectors-on-gpu",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="leave the word vectors to the GPU run, made from the carried ids",
     )
     apply_preset(parser, argv)
     values = vars(parser.parse_args(argv))
-    bundle_dir, on_gpu = values.pop("bundle_dir"), values.pop("language_model_on_gpu")
+    bundle_dir = values.pop("bundle_dir")
+    lm_on_gpu, vectors_on_gpu = values.pop("language_model_on_gpu"), values.pop("vectors_on_gpu")
     try:
         config = Config(**{**values, "cache_dir": bundle_dir})
     except UserError as error:
         parser.error(str(error))
 
     def body():
-        script = make_bundle(config, language_model=not on_gpu)
-        print(f"Bundle ready in {script.parent}; on the GPU machine: sh {script} [options]")
+        script = make_bundle(config, language_model=not lm_on_gpu, vectors=not vectors_on_gpu)
+        size = sum(path.stat().st_size for path in script.parent.iterdir() if path.is_file())
+        print(
+            f"Bundle ready in {script.parent} ({size / 2**20:.1f} MiB); "
+            f"on the GPU machine: sh {script} [options]"
+        )
 
     return run_command(
         body,

@@ -112,6 +112,25 @@ def _save_token_cache(path: Path, data: TokenData) -> None:
     write_atomically(path, lambda file: np.savez(file, **arrays))
 
 
+def compact_ids(ids: np.ndarray) -> np.ndarray:
+    """Flat ids in uint16 when every id fits (a vocabulary under 65,536 words): half the bytes
+    of int32. Loading turns them back into int32, so training reads the same numbers."""
+    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.uint16).max):
+        return ids
+    return ids.astype(np.uint16)
+
+
+def compact_cache(path: Path) -> None:
+    """Rewrites a token or unlabeled-ids cache (.npz) with uint16 ids, zip-compressed: about a
+    third of its size, for a bundle that travels; every reader loads either form."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    for name in arrays:
+        if name == "ids" or name.endswith("_ids"):
+            arrays[name] = compact_ids(arrays[name])
+    write_atomically(path, lambda file: np.savez_compressed(file, **arrays))
+
+
 def load_token_cache(path) -> TokenData:
     """Reads a token cache with numpy alone. Raises UserError naming the file if unreadable."""
     path = Path(path)
@@ -119,7 +138,8 @@ def load_token_cache(path) -> TokenData:
         with np.load(path, allow_pickle=False) as npz:
             splits = {}
             for name in _SPLITS:
-                ids, offsets = npz[f"{name}_ids"], npz[f"{name}_offsets"]
+                ids = npz[f"{name}_ids"].astype(np.int32, copy=False)  # uint16 if compacted
+                offsets = npz[f"{name}_offsets"]
                 labels = npz[f"{name}_labels"]
                 if len(offsets) != len(labels) + 1 or offsets[-1] != len(ids):
                     raise ValueError(f"{name}: offsets do not match ids and labels")
@@ -245,13 +265,17 @@ def _build_tokens(config, settings: dict) -> TokenData:
     )
 
 
+def unlabeled_cache_path(config, tokens: TokenData) -> Path:
+    return Path(config.cache_dir) / f"unlabeled-{short_hash(tokens.settings)}.npz"
+
+
 def unlabeled_ids(config, tokens: TokenData) -> list:
     """The unlabeled reviews as ids of `tokens.vocabulary`: n arrays <int32>[tokens]; cached.
 
     For the word vectors and the language model. Made once (TensorFlow needed: the
     TextVectorization), beside the token cache; later calls load it with NumPy alone.
     """
-    path = Path(config.cache_dir) / f"unlabeled-{short_hash(tokens.settings)}.npz"
+    path = unlabeled_cache_path(config, tokens)
 
     def build():
         if names_token_cache(config.data):
@@ -275,7 +299,7 @@ def unlabeled_ids(config, tokens: TokenData) -> list:
     def load(path):
         try:
             with np.load(path, allow_pickle=False) as npz:
-                ids, offsets = npz["ids"], npz["offsets"]
+                ids, offsets = npz["ids"].astype(np.int32, copy=False), npz["offsets"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise UserError(f"{path}: not readable unlabeled ids ({error})") from error
         return np.split(ids, offsets[1:-1]) if len(offsets) > 1 else []

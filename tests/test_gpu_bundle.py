@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from serving_helpers import keras_probabilities
 
-from lstm_reviews import gpu_bundle
+from lstm_reviews import embeddings, gpu_bundle, tokens
 from lstm_reviews.config import Config, config_from_args
 from lstm_reviews.errors import UserError
 from lstm_reviews.tokens import prepare_tokens
@@ -103,8 +103,23 @@ def test_trained_under_jax_from_the_bundle_alone_then_exported_here(tiny_imdb, t
     pytest.importorskip("jax", reason="the JAX backend is not installed")
     bundle = tmp_path / "bundle"
     assert gpu_bundle.main([*TINY, "--data", str(tiny_imdb), str(bundle)]) == 0
-    for kind in ("tokens", "unlabeled", "vectors", "reader"):
-        assert len(list(bundle.glob(f"{kind}-*"))) == 1, kind
+    # The ids travel; the word vectors and the language model are made on the GPU machine.
+    assert sorted(path.name.split("-")[0] for path in bundle.iterdir()) == [
+        "tokens",
+        "train.sh",
+        "unlabeled",
+    ]
+    here = dataclasses.replace(
+        config_from_args(TINY + ["--data", str(tiny_imdb)]), cache_dir=str(tmp_path / "here")
+    )
+    token_data = prepare_tokens(here)
+    vectors_here = embeddings.word_vectors(
+        list(token_data.train.ids) + tokens.unlabeled_ids(here, token_data),
+        len(token_data.vocabulary),
+        here.embedding_dim,
+        here.vectors_window,
+        seed=here.seed,
+    )
     shutil.rmtree(tiny_imdb)  # the GPU machine has no reviews...
     no_tensorflow = tmp_path / "no_tensorflow" / "tensorflow"  # ...and no TensorFlow
     no_tensorflow.mkdir(parents=True)
@@ -130,6 +145,13 @@ def test_trained_under_jax_from_the_bundle_alone_then_exported_here(tiny_imdb, t
     assert metrics["backend"] == "jax" and metrics["test_reviews"] == 40
     assert not list(bundle.glob("*-backup"))  # nothing made again: the caches were used
     assert len(list(bundle.glob("reader-*"))) == 1
+    # Vectors made there (SciPy's sparse product) equal those made here (TensorFlow's) within
+    # float32 rounding; compared as cosine similarities, which a sign flip leaves alone.
+    (vectors_path,) = bundle.glob("vectors-*.npy")
+    vectors_there = np.load(vectors_path)
+    np.testing.assert_allclose(
+        vectors_there @ vectors_there.T, vectors_here @ vectors_here.T, atol=1e-4
+    )
 
     from lstm_reviews.export import export_saved_model
 
@@ -140,3 +162,24 @@ def test_trained_under_jax_from_the_bundle_alone_then_exported_here(tiny_imdb, t
     texts = ["An amazing, wonderful film.", "Awful and boring."]
     served = serve(reviews=tf.constant(texts))["probability"].numpy()
     np.testing.assert_allclose(served, keras_probabilities(run, texts), rtol=1e-5, atol=1e-6)
+
+
+def test_the_bundle_carries_compact_ids_that_load_as_the_originals(tiny_imdb, tmp_path):
+    config = config_from_args(TINY + ["--data", str(tiny_imdb), "--cache-dir", str(tmp_path)])
+    made = prepare_tokens(config)
+    path = tokens.token_cache_path(config, made.settings)
+    unlabeled = tokens.unlabeled_ids(config, made)
+    unlabeled_path = tokens.unlabeled_cache_path(config, made)
+    sizes = [path.stat().st_size, unlabeled_path.stat().st_size]
+    tokens.compact_cache(path)
+    tokens.compact_cache(unlabeled_path)
+    assert path.stat().st_size < sizes[0] / 2 and unlabeled_path.stat().st_size < sizes[1] / 2
+    with np.load(path) as npz:
+        assert npz["train_ids"].dtype == np.uint16
+    loaded = tokens.load_token_cache(path)
+    for split in ("train", "validation", "test"):
+        for mine, theirs in zip(getattr(loaded, split).ids, getattr(made, split).ids):
+            assert mine.dtype == np.int32 and np.array_equal(mine, theirs)
+    again = tokens.unlabeled_ids(config, made)
+    assert all(np.array_equal(a, b) and a.dtype == np.int32 for a, b in zip(again, unlabeled))
+    assert tokens.compact_ids(np.array([0, 70_000])).dtype != np.uint16  # too big: kept
