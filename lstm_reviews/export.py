@@ -27,7 +27,8 @@ right-padded with 0, then the model. The SavedModel needs TensorFlow only,
 not this package.
 
 Exit codes: 0 exported (the new version's path is printed), 2 bad run directory or
-backend, 1 the export itself failed (e.g. disk full).
+backend, or an OUT that cannot be written (a file in its way, no permission), 1 the disk
+failed the export (full, read-only): "error: cannot write to OUT: <why> (--out)".
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lstm_reviews.cache import process_alive
 from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
-from lstm_reviews.errors import EXIT_FAILED, UserError, run_command
-from lstm_reviews.rundir import load_run
+from lstm_reviews.errors import UserError, run_command, tensorflow_os_error
+from lstm_reviews.rundir import RunDir, load_run
 
 INPUT_NAME = "reviews"
 _VERSION_NAME = re.compile(r"[0-9]+")
@@ -130,18 +132,8 @@ def _remove_abandoned_staging(out_dir: Path) -> None:
     those of exports still running stay."""
     for staging in out_dir.glob(f"{_STAGING_PREFIX}*"):
         pid = staging.name[len(_STAGING_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _publish(staging: Path, out_dir: Path) -> Path:
@@ -162,7 +154,8 @@ def _publish(staging: Path, out_dir: Path) -> Path:
 def export_saved_model(run_dir, out_dir=None) -> Path:
     """Exports run_dir's model to out_dir/<next version>/ and returns that path.
 
-    out_dir: the model directory (default: the run's config.export_dir).
+    out_dir: the model directory (default: the run's config.export_dir). A failed write
+    raises an OSError naming out_dir (TensorFlow's errors too), and publishes nothing.
     """
     require_tensorflow_backend()
     import keras
@@ -184,16 +177,13 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
     archive.add_endpoint("serve", serve)  # the first endpoint also becomes "serving_default"
 
     out_dir = Path(config.export_dir if out_dir is None else out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create export directory {out_dir}: {error.strerror}") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
     # mkdir, not tempfile.mkdtemp: that makes the directory 0700, which would hide the
     # published version from a TF Serving that runs as another user.
     _remove_abandoned_staging(out_dir)
     staging = out_dir / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
     try:
+        staging.mkdir()
         # TensorFlow logs "Assets written to: <the hidden staging path>" at INFO: a path that
         # is renamed a moment later only misleads; the published version is printed instead.
         tf_logger = tf.get_logger()
@@ -224,6 +214,11 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
         _fsync_tree(staging)
         crash_point("export")  # the version written, not yet published
         return _publish(staging, out_dir)
+    # The hidden staging directory means nothing to the user: the model directory is named.
+    except OSError as error:
+        raise OSError(error.errno, error.strerror or str(error), str(out_dir)) from error
+    except tf.errors.OpError as error:  # TensorFlow writes the graph and variables itself
+        raise tensorflow_os_error(error, out_dir) from error
     finally:
         if staging.exists():  # failed before the rename: leave no partial version behind
             shutil.rmtree(staging, ignore_errors=True)
@@ -258,14 +253,17 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body():
-        try:
-            path = export_saved_model(args.run_dir, args.out)
-        except OSError as error:  # the disk, not the user: no version was published
-            print(f"error: export failed: {error}", file=sys.stderr)
-            return EXIT_FAILED
-        print(path)
+        print(export_saved_model(args.run_dir, args.out))
 
-    return run_command(body, on_interrupt=lambda: "Interrupted: no new version was published.")
+    def outputs():  # asked only if a write fails; then the run's config.json was read
+        if args.out is not None:
+            return {"--out": args.out}
+        label = "the run's export_dir; --out chooses another"
+        return {label: RunDir(args.run_dir).read_config().export_dir}
+
+    return run_command(
+        body, on_interrupt=lambda: "Interrupted: no new version was published.", outputs=outputs
+    )
 
 
 if __name__ == "__main__":

@@ -648,7 +648,10 @@ def main(argv=None) -> int:
     def body():
         train_and_evaluate(config)
 
-    return run_command(body, on_interrupt=lambda: _interrupted_message(config))
+    outputs = {"--output-dir": config.output_dir, "--cache-dir": config.cache_dir}
+    if config.export:
+        outputs["--export-dir"] = config.export_dir
+    return run_command(body, on_interrupt=lambda: _interrupted_message(config), outputs=outputs)
 
 
 if __name__ == "__main__":
