@@ -151,6 +151,21 @@ def _publish(staging: Path, out_dir: Path) -> Path:
     raise UserError(f"could not find a free version number in {out_dir}")
 
 
+def write_saved_model(archive, path: Path) -> None:
+    """TensorFlow writes the archive's graph and variables as a SavedModel in `path`."""
+    import tensorflow as tf
+
+    # TensorFlow logs "Assets written to: <the hidden staging path>" at INFO: a path that
+    # is renamed a moment later only misleads; the published version is printed instead.
+    tf_logger = tf.get_logger()
+    level = tf_logger.level
+    tf_logger.setLevel("WARNING")
+    try:
+        archive.write_out(str(path), verbose=False)
+    finally:
+        tf_logger.setLevel(level)
+
+
 def export_saved_model(run_dir, out_dir=None) -> Path:
     """Exports run_dir's model to out_dir/<next version>/ and returns that path.
 
@@ -184,15 +199,7 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
     staging = out_dir / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
     try:
         staging.mkdir()
-        # TensorFlow logs "Assets written to: <the hidden staging path>" at INFO: a path that
-        # is renamed a moment later only misleads; the published version is printed instead.
-        tf_logger = tf.get_logger()
-        level = tf_logger.level
-        tf_logger.setLevel("WARNING")
-        try:
-            archive.write_out(str(staging), verbose=False)
-        finally:
-            tf_logger.setLevel(level)
+        write_saved_model(archive, staging)
         extra = staging / "assets.extra"  # TF Serving's place for files beside the model
         extra.mkdir()
         (extra / "export.json").write_text(

@@ -259,3 +259,42 @@ def test_every_cell_exports_loads_without_the_package_and_predicts(cell, tmp_pat
     stdin = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8")
     assert predict.main(["--model", str(version), REVIEWS[0]], stdin=stdin, stdout=out) == 0
     assert json.loads(out.getvalue())["probability"] == pytest.approx(expected[0], abs=1e-5)
+
+
+@pytest.mark.parametrize("out_option", [True, False])
+def test_tensorflow_disk_full_is_one_line_naming_the_model_directory(
+    exported, tmp_path, monkeypatch, capsys, out_option
+):
+    import tensorflow as tf
+
+    run_dir, _, _ = exported
+
+    def disk_full(archive, path):  # TensorFlow's save, as a full disk ends it
+        (path / "saved_model.pb").write_bytes(b"half")
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{path}/variables/variables.data-00000-of-00001; No space left on device"
+        )
+
+    monkeypatch.setattr(export, "write_saved_model", disk_full)
+    monkeypatch.chdir(tmp_path)  # the run's export_dir is relative: saved_models/imdb_lstm
+    if out_option:
+        out, option = tmp_path / "models", "--out"
+        argv = [str(run_dir), "--out", str(out)]
+    else:
+        out, option = Path("saved_models/imdb_lstm"), "the run's export_dir; --out chooses another"
+        argv = [str(run_dir)]
+    assert export.main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot write to {out}: No space left on device ({option})\n"
+    )
+    assert list(out.iterdir()) == []  # no version, no staging directory
+
+
+def test_a_model_directory_under_a_file_is_one_line(exported, tmp_path, capsys):
+    run_dir, _, _ = exported
+    (tmp_path / "taken").write_text("a file")
+    out = tmp_path / "taken" / "models"
+    assert export.main([str(run_dir), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write to {out}: {tmp_path / 'taken'} is a file, not a folder (--out)\n"
+    )

@@ -105,3 +105,13 @@ def test_trained_under_jax_from_the_bundle_alone_then_exported_here(tiny_imdb, t
     texts = ["An amazing, wonderful film.", "Awful and boring."]
     served = serve(reviews=tf.constant(texts))["probability"].numpy()
     np.testing.assert_allclose(served, keras_probabilities(run, texts), rtol=1e-5, atol=1e-6)
+
+
+def test_a_bundle_dir_that_is_a_file_is_one_line_before_the_work(tiny_imdb, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    bundle.write_text("a file")
+    assert gpu_bundle.main([*TINY, "--data", str(tiny_imdb), str(bundle)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write to {bundle}: it is a file, not a folder (BUNDLE_DIR)\n"
+    )
+    assert bundle.read_text() == "a file"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -15,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_reviews import embeddings, pretrain, train
+from lstm_reviews import embeddings, export, pretrain, train
 from lstm_reviews.batches import NumpyBatches, epoch_batches, make_dataset, split_boundaries
 from lstm_reviews.config import Config, config_from_args
 from lstm_reviews.rundir import RunDir
@@ -463,3 +464,61 @@ def test_trains_under_jax_from_a_cold_start(tiny_imdb, tmp_path):
         assert [x.tolist() for x in getattr(jax_tokens, name).ids] == [
             x.tolist() for x in getattr(here, name).ids
         ]
+
+
+def test_cache_dir_that_is_a_file_is_one_line_before_the_work(tiny_imdb, tmp_path, capsys):
+    cache_file = tmp_path / "cache"
+    cache_file.write_text("not a folder")
+    assert train.main(tiny_argv(tiny_imdb, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"error: cannot write to {cache_file}: it is a file, not a folder (--cache-dir)"
+    )
+    assert cache_file.read_text() == "not a folder"
+
+
+def test_run_dir_turned_read_only_mid_run_is_one_line(tiny_imdb, tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    replace, commits = os.replace, []
+
+    def read_only_after_two_commits(source, target):
+        if Path(target) == run_dir / "state.json":
+            commits.append(target)
+            if len(commits) > 2:  # within the first epoch: the file system went read-only
+                raise OSError(errno.EROFS, "Read-only file system", source, None, target)
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", read_only_after_two_commits)
+    assert train.main(tiny_argv(tiny_imdb, tmp_path, "--epochs", "1")) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"error: cannot write to {run_dir / 'state.json'}: Read-only file system (--output-dir)"
+    )
+    assert not list(run_dir.glob(".state.json.*"))  # no temporary left behind
+
+
+def test_disk_full_in_the_final_export_is_one_line(tiny_imdb, tmp_path, monkeypatch, capsys):
+    if not train._can_export():
+        pytest.skip("the export needs the TensorFlow backend")
+    import tensorflow as tf
+
+    models = tmp_path / "models"
+
+    def disk_full(archive, path):  # TensorFlow's save, as a full disk ends it
+        (path / "saved_model.pb").write_bytes(b"half")
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{path}/variables/variables.data-00000-of-00001; No space left on device"
+        )
+
+    monkeypatch.setattr(export, "write_saved_model", disk_full)
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--export", "--export-dir", str(models))
+    assert train.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"error: cannot write to {models}: No space left on device (--export-dir)"
+    )
+    assert list(models.iterdir()) == []  # no version, no staging directory
+    assert (tmp_path / "run" / "metrics.json").is_file()  # trained: --resume exports it
