@@ -193,6 +193,7 @@ def test_next_version_in_the_runs_export_dir(exported, tmp_path):
         ("no_model", "lacks model.keras"),
         ("bad_model", "cannot load"),
         ("bad_vocabulary", "is not a vocabulary.txt"),
+        ("repeated_token", "vocabulary.txt line 6 repeats the token 'the' of line 3"),
         ("other_vocabulary", "different runs"),
     ],
 )
@@ -209,6 +210,11 @@ def test_bad_run_dir_is_a_clear_error(exported, tmp_path, capsys, damage, messag
         (bad / "model.keras").write_bytes(b"PK\x03\x04 half a zip")
     elif damage == "bad_vocabulary":
         (bad / "vocabulary.txt").write_text("the\nmovie\n")
+    elif damage == "repeated_token":  # a hand edit: as many lines, one token twice
+        lines = (bad / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
+        assert lines[2] == "the"
+        lines[5] = lines[2]
+        (bad / "vocabulary.txt").write_text("\n".join(lines), encoding="utf-8")
     elif damage == "other_vocabulary":
         with open(bad / "vocabulary.txt", "a") as handle:
             handle.write("extra\nwords\n")
