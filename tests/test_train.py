@@ -522,3 +522,41 @@ def test_disk_full_in_the_final_export_is_one_line(tiny_imdb, tmp_path, monkeypa
     )
     assert list(models.iterdir()) == []  # no version, no staging directory
     assert (tmp_path / "run" / "metrics.json").is_file()  # trained: --resume exports it
+
+
+def test_a_hand_edited_config_is_named_not_called_damage(tiny_imdb, tmp_path, capsys):
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "2")
+    run_dir = RunDir(tmp_path / "run")
+    with pytest.raises(Interrupt):
+        train.train_and_evaluate(
+            config_from_args(argv), callbacks=[InterruptAfter(0, 2)], backup_every_batches=1
+        )
+    config_file = run_dir / "config.json"
+    values = json.loads(config_file.read_text())
+    values["units"] = 5  # a hand edit, and the options to match it
+    config_file.write_text(json.dumps(values))
+    edited = argv + ["--resume", "--units", "5"]
+    assert train.main(edited) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: --resume: {config_file} differs from the settings the run was trained with, "
+        f'which {run_dir / "state.json"} records under "config": units 4 (config.json: 5); its '
+        f"backups are whole: restore config.json to those settings and resume with them"
+    ]
+    # A run from before the state recorded its settings: the whole backup that does not fit
+    # the model says the same, not "damaged".
+    for name in ("state.json", "state.previous.json"):
+        state = json.loads((run_dir / name).read_text())
+        del state["config"]
+        (run_dir / name).write_text(json.dumps(state))
+    assert train.main(edited) == 2
+    err = capsys.readouterr().err
+    assert "damaged" not in err and "delete" not in err
+    backup = run_dir.backup / json.loads((run_dir / "state.json").read_text())["backup"]
+    assert err.splitlines()[-1].startswith(f"error: --resume: {backup} is whole")
+    assert "was config.json edited?" in err
+    # Restored, the run resumes and finishes.
+    values["units"] = 4
+    config_file.write_text(json.dumps(values))
+    assert train.main(argv + ["--resume"]) == 0
+    assert history_epochs(run_dir.path) == [0, 1]
