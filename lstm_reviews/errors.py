@@ -4,8 +4,13 @@
                 from another version). Its message names the file or option and what was
                 expected. Every command prints it as "error: <message>" and exits 2.
     Ctrl-C      exit 130, with a message that says what was kept at that moment.
-    disk full   a write failed for lack of space (standard output on /dev/full included):
-                "error: cannot write ...", exit 1. The machine's fault, not a bug or a typo.
+    write       a write failed: "error: cannot write to <path>: <why> (<option>)", naming
+                the option that chose the place where it is known. Exit 1 for the
+                machine's fault (disk full, quota, read-only file system, I/O error;
+                standard output on /dev/full included), 2 for a place the user can change
+                (a file where a folder should be, no permission). An OSError counts as a
+                write failure if the machine is at fault or if it names a path under one of
+                the command's outputs; TensorFlow's errors too, if they name such a path.
     closed      standard output closed (`>&-`): "error: standard output is closed", exit 2.
     anything    else is a bug: Python's traceback, exit 1.
 
@@ -17,14 +22,28 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # disk full, quota exceeded
+# The machine's fault, not the user's: disk full, quota exceeded, a read-only file system,
+# a failing device, a file past the system's size limit.
+MACHINE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
+# TensorFlow's error classes for a failed file operation whose message names no errno.
+_TENSORFLOW_ERRNO = {
+    "ResourceExhaustedError": errno.ENOSPC,
+    "PermissionDeniedError": errno.EACCES,
+    "NotFoundError": errno.ENOENT,
+    "AlreadyExistsError": errno.EEXIST,
+}
+
+# A command's outputs: option (e.g. "--output-dir") -> the path it chose (None: not used).
+Outputs = Mapping[str, object]
 
 
 class UserError(Exception):
@@ -32,12 +51,16 @@ class UserError(Exception):
 
 
 def run_command(
-    body: Callable[[], int | None], on_interrupt: Callable[[], str] = lambda: "interrupted"
+    body: Callable[[], int | None],
+    on_interrupt: Callable[[], str] = lambda: "interrupted",
+    outputs: Outputs | Callable[[], Outputs] | None = None,
 ) -> int:
     """Runs a CLI's body and maps its outcome to an exit code.
 
     body: returns an exit code (None means 0). on_interrupt: the message for Ctrl-C, asked
-    for at that moment, so it can say what is on disk then.
+    for at that moment, so it can say what is on disk then. outputs: where the command
+    writes, by the option that chose each place (or a function that says, asked only when a
+    write fails): a failed write there is named with its option.
     """
     if sys.stdout is None:  # Python's stand-in for a closed file descriptor 1
         print(
@@ -55,18 +78,111 @@ def run_command(
     except KeyboardInterrupt:
         print(f"\n{on_interrupt()}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except OSError as error:
-        if error.errno not in _NO_SPACE:
+    except Exception as error:
+        failure = write_failure(error, outputs)
+        if failure is None:
             raise  # anything else is a bug: keep its traceback
-        if error.filename:
-            where = error.filename
-        elif _stdout_broken():
-            where = "standard output"
-        else:
-            where = "a file"  # a write on an open file object does not name it
-        print(f"error: cannot write to {where}: {error.strerror}", file=sys.stderr)
-        return EXIT_FAILED
+        message, code = failure
+        print(f"error: {message}", file=sys.stderr)
+        return code
     return EXIT_OK if code is None else code
+
+
+def write_failure(
+    error: Exception, outputs: Outputs | Callable[[], Outputs] | None = None
+) -> tuple[str, int] | None:
+    """(message, exit code) if `error` is a failed write (see the module's docstring), else
+    None. Worked example: OSError(ENOSPC, "No space left on device", "runs/a/state.json")
+    with outputs {"--output-dir": "runs/a"} -> ("cannot write to runs/a/state.json: No
+    space left on device (--output-dir)", 1)."""
+    if callable(outputs):
+        try:
+            outputs = outputs()
+        except Exception:  # a place that cannot be worked out is named without its option
+            outputs = {}
+    outputs = {option: path for option, path in (outputs or {}).items() if path is not None}
+    if not isinstance(error, OSError):
+        error = _tensorflow_write_error(error, outputs)
+        if error is None:
+            return None
+    path = os.fsdecode(error.filename) if isinstance(error.filename, (str, bytes)) else None
+    option = _option_of(path, outputs) if path else None
+    if error.errno not in MACHINE_FAULTS and option is None:
+        return None
+    if path:
+        where = path
+    elif _stdout_broken():
+        where = "standard output"
+    else:
+        where = "a file"  # a write on an open file object does not name it
+    reason = (path and _not_a_folder(path, error.errno)) or error.strerror or str(error)
+    message = f"cannot write to {where}: {reason}" + (f" ({option})" if option else "")
+    return message, EXIT_FAILED if error.errno in MACHINE_FAULTS else EXIT_USER_ERROR
+
+
+def _option_of(path: str, outputs: Outputs) -> str | None:
+    """The option whose place holds `path` (the innermost, if places nest), or None."""
+    target = os.path.abspath(path)
+    found, found_place = None, ""
+    for option, place in outputs.items():
+        place = os.path.abspath(os.fspath(place))
+        inside = target == place or target.startswith(place.rstrip(os.sep) + os.sep)
+        if inside and len(place) > len(found_place):
+            found, found_place = option, place
+    return found
+
+
+def _not_a_folder(path: str, number: int | None) -> str | None:
+    """For "Not a directory" or "File exists": which part of `path` is in a folder's way."""
+    if number not in (errno.ENOTDIR, errno.EEXIST):
+        return None
+    for part in (Path(path), *Path(path).parents):
+        if part.is_dir():
+            return None  # everything above is a folder too
+        if os.path.lexists(part):
+            name = "it" if str(part) == path else str(part)
+            return f"{name} is {'a file, ' if part.is_file() else ''}not a folder"
+    return None
+
+
+def _tensorflow_write_error(error: Exception, outputs: Outputs) -> OSError | None:
+    """A TensorFlow error whose message names one of the outputs, as an OSError; else None."""
+    tensorflow = sys.modules.get("tensorflow")  # not imported here: only if the body did
+    op_error = getattr(getattr(tensorflow, "errors", None), "OpError", None)
+    if op_error is None or not isinstance(error, op_error):
+        return None
+    message = getattr(error, "message", str(error))
+    for place in outputs.values():
+        place = os.fspath(place)
+        if place in message or os.path.abspath(place) in message:
+            return tensorflow_os_error(error, place)
+    return None
+
+
+def tensorflow_os_error(error: Exception, path) -> OSError:
+    """TensorFlow's error for a file operation on `path` as the OSError Python would raise:
+    the errno whose text TensorFlow quotes (it appends strerror), else its class's."""
+    message = getattr(error, "message", str(error))
+    quoted = [number for number in errno.errorcode if os.strerror(number) in message]
+    if quoted:
+        number = max(quoted, key=lambda number: len(os.strerror(number)))
+    else:
+        number = _TENSORFLOW_ERRNO.get(type(error).__name__, errno.EIO)
+    return OSError(number, os.strerror(number), os.fspath(path))
+
+
+def naming_the_path(write: Callable) -> Callable:
+    """Decorates write(path, ...) so that an OSError it raises names `path`: a write on an
+    open file, or on a temporary beside it, names no file the user knows."""
+
+    @functools.wraps(write)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return write(path, *args, **kwargs)
+        except OSError as error:
+            raise OSError(error.errno, error.strerror or str(error), os.fspath(path)) from error
+
+    return wrapper
 
 
 def _stdout_broken() -> bool:

@@ -7,8 +7,10 @@
 The command line only: the maths is in lstm_reviews.inspection and lstm_reviews.ledger (each
 token's share of the logit), the pictures and tables in lstm_reviews.render. --plot, --html
 and --json are checked before the work: a folder, a missing or unwritable folder, or a name
-without .png/.html/.json is refused. Exit codes: 0 done, 1 a write failed (disk full), 2 a
-usage error or an unusable run directory, 130 interrupted.
+without .png/.html/.json is refused; a write that fails still, after the work, is one line
+naming the file and its option. Exit codes: 0 done, 1 a write failed for the machine (disk
+full, read-only file system), 2 a usage error, an unusable run directory or a write refused
+(no permission), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -220,7 +222,9 @@ def main(argv=None) -> int:
             write_text_atomically(Path(args.json), json.dumps(results, indent=2) + "\n")
             print(f"wrote {args.json}")
 
-    return run_command(body)
+    return run_command(
+        body, outputs={"--plot": args.plot, "--html": args.html, "--json": args.json}
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ then the model. The SavedModel needs TensorFlow only,
 not this package.
 
 Exit codes: 0 exported (the new version's path is printed), 2 bad run directory or
-backend, an unfinished run (without --allow-unfinished) or one another process trains or
-exports, 1 the export itself failed (e.g. disk full).
+backend, an unfinished run (without --allow-unfinished), one another process trains or
+exports, or an OUT that cannot be written (a file in its way, no permission); 1 the disk
+failed the export (full, read-only): "error: cannot write to OUT: <why> (--out)".
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lstm_reviews.cache import process_alive
 from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
-from lstm_reviews.errors import EXIT_FAILED, UserError, run_command
+from lstm_reviews.errors import UserError, run_command, tensorflow_os_error
 from lstm_reviews.rundir import RunDir, load_run
 
 INPUT_NAME = "reviews"
@@ -132,18 +134,8 @@ def _remove_abandoned_staging(out_dir: Path) -> None:
     those of exports still running stay."""
     for staging in out_dir.glob(f"{_STAGING_PREFIX}*"):
         pid = staging.name[len(_STAGING_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _publish(staging: Path, out_dir: Path) -> Path:
@@ -159,6 +151,21 @@ def _publish(staging: Path, out_dir: Path) -> Path:
         _fsync_dir(out_dir)
         return target
     raise UserError(f"could not find a free version number in {out_dir}")
+
+
+def write_saved_model(archive, path: Path) -> None:
+    """TensorFlow writes the archive's graph and variables as a SavedModel in `path`."""
+    import tensorflow as tf
+
+    # TensorFlow logs "Assets written to: <the hidden staging path>" at INFO: a path that
+    # is renamed a moment later only misleads; the published version is printed instead.
+    tf_logger = tf.get_logger()
+    level = tf_logger.level
+    tf_logger.setLevel("WARNING")
+    try:
+        archive.write_out(str(path), verbose=False)
+    finally:
+        tf_logger.setLevel(level)
 
 
 def published_version(model_dir: Path, run_id: str) -> Path | None:
@@ -187,6 +194,8 @@ def export_saved_model(
     allow_unfinished: export a run whose training has not finished (state.json's fit_done
     false, e.g. killed mid-training): its model.keras is the best epoch so far. Otherwise
     such a run is refused (UserError), as is one another process trains (RunDir.locked).
+    A failed write raises an OSError naming out_dir (TensorFlow's errors too), and publishes
+    nothing.
     """
     require_tensorflow_backend()
     run = RunDir(run_dir)
@@ -229,25 +238,14 @@ def _export_saved_model(
     archive.add_endpoint("serve", serve)  # the first endpoint also becomes "serving_default"
 
     out_dir = Path(config.export_dir if out_dir is None else out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create export directory {out_dir}: {error.strerror}") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
     # mkdir, not tempfile.mkdtemp: that makes the directory 0700, which would hide the
     # published version from a TF Serving that runs as another user.
     _remove_abandoned_staging(out_dir)
     staging = out_dir / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
     try:
-        # TensorFlow logs "Assets written to: <the hidden staging path>" at INFO: a path that
-        # is renamed a moment later only misleads; the published version is printed instead.
-        tf_logger = tf.get_logger()
-        level = tf_logger.level
-        tf_logger.setLevel("WARNING")
-        try:
-            archive.write_out(str(staging), verbose=False)
-        finally:
-            tf_logger.setLevel(level)
+        staging.mkdir()
+        write_saved_model(archive, staging)
         extra = staging / "assets.extra"  # TF Serving's place for files beside the model
         extra.mkdir()
         (extra / "export.json").write_text(
@@ -272,6 +270,11 @@ def _export_saved_model(
         _fsync_tree(staging)
         crash_point("export")  # the version written, not yet published
         return _publish(staging, out_dir)
+    # The hidden staging directory means nothing to the user: the model directory is named.
+    except OSError as error:
+        raise OSError(error.errno, error.strerror or str(error), str(out_dir)) from error
+    except tf.errors.OpError as error:  # TensorFlow writes the graph and variables itself
+        raise tensorflow_os_error(error, out_dir) from error
     finally:
         if staging.exists():  # failed before the rename: leave no partial version behind
             shutil.rmtree(staging, ignore_errors=True)
@@ -325,16 +328,21 @@ def main(argv=None) -> int:
         parser.error(f"--eval-max-length must be positive, got {args.eval_max_length}")
 
     def body():
-        try:
-            path = export_saved_model(
+        print(
+            export_saved_model(
                 args.run_dir, args.out, args.eval_max_length, allow_unfinished=args.allow_unfinished
             )
-        except OSError as error:  # the disk, not the user: no version was published
-            print(f"error: export failed: {error}", file=sys.stderr)
-            return EXIT_FAILED
-        print(path)
+        )
 
-    return run_command(body, on_interrupt=lambda: "Interrupted: no new version was published.")
+    def outputs():  # asked only if a write fails; then the run's config.json was read
+        if args.out is not None:
+            return {"--out": args.out}
+        label = "the run's export_dir; --out chooses another"
+        return {label: RunDir(args.run_dir).read_config().export_dir}
+
+    return run_command(
+        body, on_interrupt=lambda: "Interrupted: no new version was published.", outputs=outputs
+    )
 
 
 if __name__ == "__main__":

@@ -142,6 +142,7 @@ def main(argv=None) -> int:
         on_interrupt=lambda: (
             "Interrupted: the caches made so far are kept; the same command finishes the bundle."
         ),
+        outputs={"BUNDLE_DIR": bundle_dir},
     )
 
 

@@ -25,11 +25,13 @@ eval_max_length of the review, 4,096 by default: every IMDB review whole); "sour
 say where a review came from. Reviews are batched by length (a long one never pads short
 ones); the output keeps the input's order.
 Invalid UTF-8 is decoded with U+FFFD replacements and still predicted, with a warning on
-standard error; a NUL byte separates words. Input that is not text at all (a program, a
-UTF-16 file: NUL bytes in invalid UTF-8, a UTF-16 byte order mark, or over 10% control
-or undecodable characters at its start) is refused. A review that cannot be predicted, a
-*.txt file of a directory that cannot be read or is not text, and a file or standard input
-holding no review at all each get an "error" line instead; the others are unaffected.
+standard error (the first few; then how many more); a NUL byte separates words. Input that
+is not text at all (a program, a UTF-16 file: NUL bytes in invalid UTF-8, a UTF-16 byte
+order mark, or over 10% control or undecodable characters at its start) is refused. A line
+further on that is not text (control characters among invalid UTF-8, or mostly invalid
+UTF-8: binary data appended to text), a review that cannot be predicted, a *.txt file of a
+directory that cannot be read or is not text, and a file or standard input holding no
+review at all each get an "error" line instead; the others are unaffected.
 
 Exit codes:
     0  every review got a prediction
@@ -69,6 +71,10 @@ SNIFF_BYTES = 8192  # the start of an input, read to tell text from binary
 # has a few percent, UTF-16 without a byte order mark about half (its NUL bytes).
 NOT_TEXT_SHARE = 0.1
 _TEXT_CONTROLS = "\t\n\r\f\v"
+# A byte that encodes a control character outside _TEXT_CONTROLS (C0 and DEL).
+_CONTROL_BYTE = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
+# Warnings about the input shown on standard error; the rest are counted in one line.
+MAX_WARNINGS = 5
 # aclImdb's movie lists (line k: the movie of review k) sit beside the review folders.
 _ACLIMDB_URL_LIST = re.compile(r"urls_(pos|neg|unsup)\.txt")
 
@@ -178,14 +184,31 @@ def text_prefix(text: str, limit: int = TEXT_PREFIX_CHARS) -> str:
     return collapsed if len(collapsed) <= limit else collapsed[: limit - 1] + "…"
 
 
-def _decode(raw: bytes, where: str) -> str:
+class InputWarnings:
+    """Warnings about the input on standard error: the first MAX_WARNINGS, then (summary())
+    how many more there were, so that a long damaged input cannot bury the output."""
+
+    def __init__(self, limit: int = MAX_WARNINGS):
+        self.limit, self.shown, self.hidden = limit, 0, 0
+
+    def warn(self, message: str) -> None:
+        if self.shown < self.limit:
+            print(f"warning: {message}", file=sys.stderr)
+            self.shown += 1
+        else:
+            self.hidden += 1
+
+    def summary(self) -> None:
+        if self.hidden:
+            print(f"warning: ... and {self.hidden} more like these, not shown", file=sys.stderr)
+            self.hidden = 0
+
+
+def _decode(raw: bytes, where: str, warnings: InputWarnings) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        print(
-            f"warning: {where}: invalid UTF-8, undecodable bytes replaced with U+FFFD",
-            file=sys.stderr,
-        )
+        warnings.warn(f"{where}: invalid UTF-8, undecodable bytes replaced with U+FFFD")
         return raw.decode("utf-8", errors="replace")
 
 
@@ -209,6 +232,21 @@ def not_text(start: bytes) -> str | None:
     return None
 
 
+def line_not_text(raw: bytes) -> str | None:
+    """Why one line of an input whose start is text is not text, or None if it is. Stricter
+    than not_text for short lines: invalid UTF-8 alone (a Latin-1 word) stays text, unless
+    it is most of the line; with control characters among it, not_text's rule decides."""
+    if _CONTROL_BYTE.search(raw):
+        return not_text(raw)
+    if raw.isascii():
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    invalid = text.count("\ufffd")
+    if invalid > len(text) / 2:
+        return f"{invalid} of its {len(text)} characters are invalid UTF-8"
+    return None
+
+
 def _text_stream(stream, source: str):
     """`stream` (binary), after checking that its start reads as text; UserError if not."""
     if not hasattr(stream, "peek"):
@@ -221,13 +259,21 @@ def _text_stream(stream, source: str):
     return stream
 
 
-def _lines(stream, source: str) -> Iterator[Review]:
-    """One review per non-blank line of a binary stream; an error entry if there is none."""
+def _lines(stream, source: str, warnings: InputWarnings) -> Iterator[Review]:
+    """One review per non-blank line of a binary stream; an error entry for a line that is
+    not text (binary data after text), and if there is no review."""
     found = False
     for number, raw in enumerate(_text_stream(stream, source), start=1):
         if number == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[3:]  # a UTF-8 byte order mark is not part of the review
-        text = _decode(raw.rstrip(b"\r\n"), f"{source} line {number}")
+        raw = raw.rstrip(b"\r\n")
+        reason = line_not_text(raw)
+        if reason:
+            found = True
+            error = f"not text ({reason}); expected UTF-8 text, one review per line"
+            yield Review("", source, number, error=error)
+            continue
+        text = _decode(raw, f"{source} line {number}", warnings)
         if text.strip():  # blank lines separate reviews; they are not reviews
             found = True
             yield Review(text, source, number)
@@ -242,7 +288,7 @@ def review_files(folder: Path) -> list[Path]:
     )
 
 
-def _file_review(path: Path) -> Review:
+def _file_review(path: Path, warnings: InputWarnings) -> Review:
     """One *.txt file of a directory as one review; an error entry if it cannot be one."""
     try:
         raw = path.read_bytes()
@@ -253,18 +299,18 @@ def _file_review(path: Path) -> Review:
         return Review(
             "", str(path), error=f"not text ({reason}); expected UTF-8 text, one review per file"
         )
-    return Review(_decode(raw, str(path)), str(path))
+    return Review(_decode(raw, str(path), warnings), str(path))
 
 
-def read_file(path: Path) -> Iterator[Review]:
+def read_file(path: Path, warnings: InputWarnings) -> Iterator[Review]:
     """Reviews of a file (one per line) or a directory (one per *.txt file)."""
     if path.is_dir():
         for file in review_files(path):
-            yield _file_review(file)
+            yield _file_review(file, warnings)
         return
     try:
         with open(path, "rb") as stream:
-            yield from _lines(stream, str(path))
+            yield from _lines(stream, str(path), warnings)
     except OSError as error:
         raise UserError(
             f"cannot read {error.filename or path}: {error.strerror or error}"
@@ -286,25 +332,29 @@ def check_files(paths: list[Path]) -> None:
             raise UserError(f"cannot read {path}: {error.strerror or error}") from None
 
 
-def _argument_text(argument: str) -> str:
+def _argument_text(argument: str, warnings: InputWarnings) -> str:
     """An argument as text; bytes that were not UTF-8 (surrogate-escaped by Python) are replaced."""
     try:
         argument.encode("utf-8")
         return argument
     except UnicodeEncodeError:
-        return _decode(os.fsencode(argument), "argument")
+        return _decode(os.fsencode(argument), "argument", warnings)
 
 
 def iter_reviews(arguments: list[str], files: list[Path], stdin) -> Iterator[Review]:
-    for argument in arguments:
-        if argument == "-":
-            yield from _lines(stdin.buffer, "<stdin>")
-        else:
-            yield Review(_argument_text(argument))
-    for path in files:
-        yield from read_file(path)
-    if not arguments and not files:
-        yield from _lines(stdin.buffer, "<stdin>")
+    warnings = InputWarnings()
+    try:
+        for argument in arguments:
+            if argument == "-":
+                yield from _lines(stdin.buffer, "<stdin>", warnings)
+            else:
+                yield Review(_argument_text(argument, warnings))
+        for path in files:
+            yield from read_file(path, warnings)
+        if not arguments and not files:
+            yield from _lines(stdin.buffer, "<stdin>", warnings)
+    finally:
+        warnings.summary()
 
 
 def _record(review: Review, **fields) -> dict:

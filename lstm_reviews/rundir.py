@@ -162,6 +162,16 @@ class RunDir:
                 f"'[UNK]' on line 2 and at least one word, got {tokens[:2]!r} and "
                 f"{len(tokens)} lines"
             )
+        # Each token once: line k is id k, and the lookup table of export and explain
+        # refuses a token with two ids.
+        first_lines = {}
+        for number, token in enumerate(tokens, start=1):
+            first = first_lines.setdefault(token, number)
+            if first != number:
+                raise UserError(
+                    f"{path} line {number} repeats the token {token!r} of line {first}; "
+                    f"expected each token once, as training writes it"
+                )
         return tokens
 
     def read_history(self) -> list[dict]:

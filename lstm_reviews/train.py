@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
+import json
 import os
 import platform
 import sys
@@ -37,7 +38,17 @@ from lstm_reviews.config import Config, config_from_args, option, resume_conflic
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import UserError, batch_end_interrupts, check_interrupt, run_command
 from lstm_reviews.model import build_model, compile_model
-from lstm_reviews.rundir import LOCK, METRICS, MODEL, STATE, DamagedFile, RunDir, warn
+from lstm_reviews.rundir import (
+    CONFIG,
+    LOCK,
+    METRICS,
+    MODEL,
+    PREVIOUS_STATE,
+    STATE,
+    DamagedFile,
+    RunDir,
+    warn,
+)
 
 # Keras' dtype policy of each --mixed-precision choice.
 POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -136,6 +147,9 @@ class RunState:
     state and its files are whole."""
 
     data: dict  # the data's identity (_data_identity): --resume must bring the same
+    # The settings the variables were trained with (the Config as a dict): config.json is
+    # checked against them on --resume. None in runs from before it was recorded.
+    config: dict | None = None
     epochs_done: int = 0  # epochs whose history row, best model and backup are all written
     step: int = 0  # batches of epoch epochs_done + 1 trained: the position `backup` holds
     backup: str | None = None  # backup/<name> at (epochs_done, step); None: not started
@@ -209,22 +223,67 @@ def _save_backup(model: keras.Model, run_dir: RunDir, name: str) -> str:
 
 
 def _restore_backup(model: keras.Model, run_dir: RunDir, state: RunState) -> None:
-    """Sets every training variable from the state's backup; DamagedFile if it cannot."""
+    """Sets every training variable from the state's backup; DamagedFile if it cannot.
+
+    UserError if the backup is whole (its checksum is the state's) but made for another
+    model than config.json describes: config.json was changed, and the other backups,
+    written by the same run, would not fit either."""
+    path = run_dir.backup / state.backup
     arrays = run_dir.read_backup(state.backup, state.backup_sha256)
     variables = _training_variables(model)
     if len(arrays) != len(variables):
-        raise DamagedFile(
-            f"{run_dir.backup / state.backup} holds {len(arrays)} variables, the model "
-            f"and optimizer have {len(variables)}"
+        _config_does_not_fit(
+            run_dir, path, f"it holds {len(arrays)} variables, the model has {len(variables)}"
         )
     for index, variable in enumerate(variables):
         value = arrays[str(index)]
         if tuple(value.shape) != tuple(variable.shape):
-            raise DamagedFile(
-                f"{run_dir.backup / state.backup}: variable {index} has shape {value.shape}, "
-                f"{variable.path} has {tuple(variable.shape)}"
+            _config_does_not_fit(
+                run_dir,
+                path,
+                f"its variable {index} has shape {value.shape}, {variable.path} has "
+                f"{tuple(variable.shape)}",
             )
         variable.assign(value)
+
+
+def _config_does_not_fit(run_dir: RunDir, backup: Path, details: str) -> None:
+    raise UserError(
+        f"--resume: {backup} is whole (its checksum is the one {STATE} recorded) but does "
+        f"not fit the model {run_dir / CONFIG} describes ({details}): was config.json "
+        f"edited? Restore the settings the run was trained with in it and resume with them"
+    )
+
+
+def _trained_config(run_dir: RunDir) -> tuple[Path, Config] | None:
+    """(state file, Config) the newest readable state records the run was trained with;
+    None if no state records one (older runs). Damaged states are left to read_states."""
+    for path in (run_dir / STATE, run_dir / PREVIOUS_STATE):
+        try:
+            return path, Config.from_dict(json.loads(path.read_text(encoding="utf-8"))["config"])
+        except (OSError, ValueError, KeyError, TypeError, UserError):
+            continue
+    return None
+
+
+def _check_config_file(run_dir: RunDir, saved: Config) -> None:
+    """UserError if config.json (`saved`) differs from the settings the state records the
+    run was trained with, in a setting a resumed run may not change: a hand edit."""
+    trained = _trained_config(run_dir)
+    if trained is None:
+        return
+    state_path, config = trained
+    edited = resume_conflicts(config, saved)
+    if edited:
+        details = ", ".join(
+            f"{name} {getattr(config, name)!r} (config.json: {getattr(saved, name)!r})"
+            for name in edited
+        )
+        raise UserError(
+            f"--resume: {run_dir / CONFIG} differs from the settings the run was trained "
+            f'with, which {state_path} records under "config": {details}; its backups are '
+            f"whole: restore config.json to those settings and resume with them"
+        )
 
 
 def _data_identity(token_data) -> dict:
@@ -294,6 +353,7 @@ def _check_run_dir(config: Config, run_dir: RunDir) -> None:
     if not exists or not (run_dir / "config.json").exists():
         raise UserError(f"--resume: {path} holds no run to resume (no config.json)")
     saved = run_dir.read_config()
+    _check_config_file(run_dir, saved)
     changed = resume_conflicts(saved, config)
     if changed:
         details = ", ".join(
@@ -614,6 +674,7 @@ def _train_and_evaluate(
         name = "epoch-1-step-0.npz"
         state = RunState(
             data=data,
+            config=dataclasses.asdict(config),
             backup=name,
             backup_sha256=_save_backup(model, run_dir, name),
             run_id=uuid.uuid4().hex,
@@ -705,7 +766,10 @@ def main(argv=None) -> int:
     def body():
         train_and_evaluate(config)
 
-    return run_command(body, on_interrupt=lambda: _interrupted_message(config))
+    outputs = {"--output-dir": config.output_dir, "--cache-dir": config.cache_dir}
+    if config.export:
+        outputs["--export-dir"] = config.export_dir
+    return run_command(body, on_interrupt=lambda: _interrupted_message(config), outputs=outputs)
 
 
 if __name__ == "__main__":

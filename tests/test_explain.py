@@ -424,3 +424,26 @@ def test_cli_bad_output_path_refused_before_the_work(
     assert f"error: {flag} {name}: {message.format(tmp=tmp_path)}" in error
     assert "no_such_run" not in error
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize(
+    "flag, name",
+    [("--plot", "/proc/lstm-reviews-ledger.png"), ("--html", "/sys/lstm-reviews-ledger.html")],
+)
+def test_cli_write_refused_after_the_work_is_one_line(
+    bi_run, tmp_path, capsys, monkeypatch, flag, name
+):
+    """/proc and /sys take no new files, though root passes the folder's check: the write
+    fails after the trace, and says so in one line."""
+    if not Path(name).parent.is_dir():
+        pytest.skip(f"no {Path(name).parent} here")
+    access = os.access  # as root sees it, whoever runs the test
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: str(path) in ("/proc", "/sys") or access(path, mode)
+    )
+    assert explain.main(["--model", str(bi_run), "a wonderful film", flag, name]) == 2
+    captured = capsys.readouterr()
+    assert "logit" in captured.out  # the work was done
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"error: cannot write to {name}: ") and line.endswith(f" ({flag})")
+    assert not Path(name).exists()

@@ -195,6 +195,7 @@ def test_next_version_in_the_runs_export_dir(exported, tmp_path):
         ("no_model", "lacks model.keras"),
         ("bad_model", "cannot load"),
         ("bad_vocabulary", "is not a vocabulary.txt"),
+        ("repeated_token", "vocabulary.txt line 6 repeats the token 'the' of line 3"),
         ("other_vocabulary", "different runs"),
     ],
 )
@@ -211,6 +212,11 @@ def test_bad_run_dir_is_a_clear_error(exported, tmp_path, capsys, damage, messag
         (bad / "model.keras").write_bytes(b"PK\x03\x04 half a zip")
     elif damage == "bad_vocabulary":
         (bad / "vocabulary.txt").write_text("the\nmovie\n")
+    elif damage == "repeated_token":  # a hand edit: as many lines, one token twice
+        lines = (bad / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
+        assert lines[2] == "the"
+        lines[5] = lines[2]
+        (bad / "vocabulary.txt").write_text("\n".join(lines), encoding="utf-8")
     elif damage == "other_vocabulary":
         with open(bad / "vocabulary.txt", "a") as handle:
             handle.write("extra\nwords\n")
@@ -312,3 +318,42 @@ def test_a_resumed_run_records_the_version_published_before_its_kill(tmp_path):
     train._export(config, run_dir, state)
     assert export.version_dirs(served) == [published]
     assert json.loads((run_dir / "state.json").read_text())["exported"] == str(published)
+
+
+@pytest.mark.parametrize("out_option", [True, False])
+def test_tensorflow_disk_full_is_one_line_naming_the_model_directory(
+    exported, tmp_path, monkeypatch, capsys, out_option
+):
+    import tensorflow as tf
+
+    run_dir, _, _ = exported
+
+    def disk_full(archive, path):  # TensorFlow's save, as a full disk ends it
+        (path / "saved_model.pb").write_bytes(b"half")
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{path}/variables/variables.data-00000-of-00001; No space left on device"
+        )
+
+    monkeypatch.setattr(export, "write_saved_model", disk_full)
+    monkeypatch.chdir(tmp_path)  # the run's export_dir is relative: saved_models/imdb_lstm
+    if out_option:
+        out, option = tmp_path / "models", "--out"
+        argv = [str(run_dir), "--out", str(out)]
+    else:
+        out, option = Path("saved_models/imdb_lstm"), "the run's export_dir; --out chooses another"
+        argv = [str(run_dir)]
+    assert export.main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot write to {out}: No space left on device ({option})\n"
+    )
+    assert list(out.iterdir()) == []  # no version, no staging directory
+
+
+def test_a_model_directory_under_a_file_is_one_line(exported, tmp_path, capsys):
+    run_dir, _, _ = exported
+    (tmp_path / "taken").write_text("a file")
+    out = tmp_path / "taken" / "models"
+    assert export.main([str(run_dir), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write to {out}: {tmp_path / 'taken'} is a file, not a folder (--out)\n"
+    )

@@ -183,3 +183,13 @@ def test_the_bundle_carries_compact_ids_that_load_as_the_originals(tiny_imdb, tm
     again = tokens.unlabeled_ids(config, made)
     assert all(np.array_equal(a, b) and a.dtype == np.int32 for a, b in zip(again, unlabeled))
     assert tokens.compact_ids(np.array([0, 70_000])).dtype != np.uint16  # too big: kept
+
+
+def test_a_bundle_dir_that_is_a_file_is_one_line_before_the_work(tiny_imdb, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    bundle.write_text("a file")
+    assert gpu_bundle.main([*TINY, "--data", str(tiny_imdb), str(bundle)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write to {bundle}: it is a file, not a folder (BUNDLE_DIR)\n"
+    )
+    assert bundle.read_text() == "a file"

@@ -504,3 +504,45 @@ def test_a_2mb_review_among_short_ones_is_cut_and_costs_seconds_and_little_memor
     peak_bytes = usage.ru_maxrss * 1024  # kilobytes on Linux
     assert peak_bytes < 1 << 30, f"peak memory {peak_bytes / 2**20:.0f} MiB"
     assert seconds < 120, f"{seconds:.0f} s"  # seconds alone; generous for a loaded CI machine
+
+
+def test_binary_after_the_first_8_kb_gets_error_lines_and_few_warnings(exported, tmp_path, capsys):
+    """A text file with a program appended past the part read to tell text from binary:
+    each line of the program is an error, not a prediction; each text line is predicted."""
+    text_lines = [POSITIVE, NEGATIVE] * (predict.SNIFF_BYTES // len(POSITIVE + NEGATIVE) + 2)
+    text = "\n".join(text_lines).encode() + b"\n"
+    assert len(text) > predict.SNIFF_BYTES
+    program = Path(sys.executable).resolve().read_bytes()[:20000]
+    assert b"\0" in program and b"\n" in program
+    latin1 = "Café: a wonderful film.\n".encode("latin-1")  # invalid UTF-8 but text: predicted
+    path = tmp_path / "reviews.txt"
+    path.write_bytes(text + latin1 * (predict.MAX_WARNINGS + 3) + program)
+    code, records = _main(["--model", str(exported[1]), "--file", str(path)])
+    assert code == 1
+    predicted = [record for record in records if "probability" in record]
+    assert len(predicted) == len(text_lines) + predict.MAX_WARNINGS + 3
+    assert [record["line"] for record in predicted] == list(range(1, len(predicted) + 1))
+    errors = records[len(predicted) :]
+    assert errors and all(
+        record["error"].startswith("not text (") and record["text"] == "" for record in errors
+    )
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == predict.MAX_WARNINGS + 1
+    assert all("invalid UTF-8" in line for line in warnings[:-1])
+    assert warnings[-1] == "warning: ... and 3 more like these, not shown"
+
+
+@pytest.mark.parametrize(
+    "line, binary",
+    [
+        (b"Awful \xff\xfe film", False),  # Latin-1 bytes in text
+        (b"Caf\xe9", False),
+        (b"Awful plot\0 the actors", False),  # one NUL separates words
+        (b"\x1b[1mGreat\x1b[0m movie, the actors were brilliant", False),  # a terminal's colours
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00\x00", True),
+        (b"\x00\x00\xe8\x03\x00\x00\xff\xff", True),
+        (bytes(range(0x80, 0x100)), True),  # undecodable through and through
+    ],
+)
+def test_line_not_text(line, binary):
+    assert (predict.line_not_text(line) is not None) == binary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -560,3 +561,99 @@ def test_trains_under_jax_from_a_cold_start(tiny_imdb, tmp_path):
         assert [x.tolist() for x in getattr(jax_tokens, name).ids] == [
             x.tolist() for x in getattr(here, name).ids
         ]
+
+
+def test_cache_dir_that_is_a_file_is_one_line_before_the_work(tiny_imdb, tmp_path, capsys):
+    cache_file = tmp_path / "cache"
+    cache_file.write_text("not a folder")
+    assert train.main(tiny_argv(tiny_imdb, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"error: cannot write to {cache_file}: it is a file, not a folder (--cache-dir)"
+    )
+    assert cache_file.read_text() == "not a folder"
+
+
+def test_run_dir_turned_read_only_mid_run_is_one_line(tiny_imdb, tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    replace, commits = os.replace, []
+
+    def read_only_after_two_commits(source, target):
+        if Path(target) == run_dir / "state.json":
+            commits.append(target)
+            if len(commits) > 2:  # within the first epoch: the file system went read-only
+                raise OSError(errno.EROFS, "Read-only file system", source, None, target)
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", read_only_after_two_commits)
+    assert train.main(tiny_argv(tiny_imdb, tmp_path, "--epochs", "1")) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"error: cannot write to {run_dir / 'state.json'}: Read-only file system (--output-dir)"
+    )
+    assert not list(run_dir.glob(".state.json.*"))  # no temporary left behind
+
+
+def test_disk_full_in_the_final_export_is_one_line(tiny_imdb, tmp_path, monkeypatch, capsys):
+    if not train._can_export():
+        pytest.skip("the export needs the TensorFlow backend")
+    import tensorflow as tf
+
+    models = tmp_path / "models"
+
+    def disk_full(archive, path):  # TensorFlow's save, as a full disk ends it
+        (path / "saved_model.pb").write_bytes(b"half")
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{path}/variables/variables.data-00000-of-00001; No space left on device"
+        )
+
+    monkeypatch.setattr(export, "write_saved_model", disk_full)
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--export", "--export-dir", str(models))
+    assert train.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"error: cannot write to {models}: No space left on device (--export-dir)"
+    )
+    assert list(models.iterdir()) == []  # no version, no staging directory
+    assert (tmp_path / "run" / "metrics.json").is_file()  # trained: --resume exports it
+
+
+def test_a_hand_edited_config_is_named_not_called_damage(tiny_imdb, tmp_path, capsys):
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "2")
+    run_dir = RunDir(tmp_path / "run")
+    with pytest.raises(Interrupt):
+        train.train_and_evaluate(
+            config_from_args(argv), callbacks=[InterruptAfter(0, 2)], backup_every_batches=1
+        )
+    config_file = run_dir / "config.json"
+    values = json.loads(config_file.read_text())
+    values["units"] = 5  # a hand edit, and the options to match it
+    config_file.write_text(json.dumps(values))
+    edited = argv + ["--resume", "--units", "5"]
+    assert train.main(edited) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: --resume: {config_file} differs from the settings the run was trained with, "
+        f'which {run_dir / "state.json"} records under "config": units 4 (config.json: 5); its '
+        f"backups are whole: restore config.json to those settings and resume with them"
+    ]
+    # A run from before the state recorded its settings: the whole backup that does not fit
+    # the model says the same, not "damaged".
+    for name in ("state.json", "state.previous.json"):
+        state = json.loads((run_dir / name).read_text())
+        del state["config"]
+        (run_dir / name).write_text(json.dumps(state))
+    assert train.main(edited) == 2
+    err = capsys.readouterr().err
+    assert "damaged" not in err and "delete" not in err
+    backup = run_dir.backup / json.loads((run_dir / "state.json").read_text())["backup"]
+    assert err.splitlines()[-1].startswith(f"error: --resume: {backup} is whole")
+    assert "was config.json edited?" in err
+    # Restored, the run resumes and finishes.
+    values["units"] = 4
+    config_file.write_text(json.dumps(values))
+    assert train.main(argv + ["--resume"]) == 0
+    assert history_epochs(run_dir.path) == [0, 1]
