@@ -28,7 +28,7 @@ from lstm_reviews.serving import Predictor, label
 
 __all__ = ["Config", "Predictor", "Run", "load_run", "train"]
 
-PREDICT_BATCH = 64
+PREDICT_BATCH = 256
 
 
 @dataclasses.dataclass
