@@ -26,7 +26,7 @@ VOCABULARY_SOURCES = ("train", "train+unlabeled")
 # --preset: bundles of defaults. "cpu" is the fields' own defaults, the recipe measured on 2
 # CPU cores. "gpu" scales the reader toward the LM-pretrained LSTMs of the literature (Dai & Le
 # 2015; Miyato et al. 2017: 1024 units, 256-d embeddings, long pretraining), for one GPU; it
-# has only been run scaled down on a CPU (README, "Results"). Options given explicitly win.
+# has only been run scaled down on a CPU (docs/gpu.md). Options given explicitly win.
 PRESETS = {
     "cpu": {},
     "gpu": {
@@ -113,7 +113,7 @@ class Config:
     )
     # Which reviews choose the vocabulary's words (the most frequent): the labeled training
     # split alone, or also the 50k unlabeled reviews the word vectors and language model read.
-    # Measured without the language model: validation 88.90% against 88.66% (README).
+    # Measured without the language model: validation 88.90% against 88.66% (docs/results.md).
     vocabulary_from: str = _field(
         "train+unlabeled",
         "reviews the vocabulary's most frequent words are counted in: 'train' (the training "
@@ -177,7 +177,7 @@ class Config:
     # Frozen, the LSTM's input gradient is skipped too: a pretraining step takes a third less
     # time. At 128 units: validation 90.62% against 90.66% trained (one review), and the only
     # one of the runs with length bands whose memory ledger keeps issue #13's story (smallest
-    # ratio 2.71x against 1.67x; README). The sentiment training trains it anyway.
+    # ratio 2.71x against 1.67x; docs/ledger.md). The sentiment training trains it anyway.
     lm_freeze_embedding: bool = _field(
         True,
         "keep the word embedding at its word vectors during language-model pretraining: a "
@@ -190,7 +190,7 @@ class Config:
     # Tied to the frozen embedding, the words the language model predicts are frozen too (its
     # loss ended at 6.00); untied, they learn (5.28 after 3 epochs), the LSTM reads better:
     # validation 91.14% against 90.74% tied (test 91.73% against 91.48%); at seed 1 90.93%
-    # against 90.49% (README). The classifier never reads them.
+    # against 90.49% (docs/results.md). The classifier never reads them.
     lm_untied_output: bool = _field(
         True,
         "score the language model's words against output vectors of their own, started at "
@@ -209,9 +209,9 @@ class Config:
     # Per direction, each size with its own language model. 96 against 64: validation 90.66%
     # against 90.42%. With the language model's length bands (pretrain.BUCKET_WIDTH) and
     # --lm-freeze-embedding, 128 units: 90.62% over 2 epochs, 90.74% over 3 (31.0 min cold on
-    # 2 cores; README).
+    # 2 cores; docs/results.md).
     units: int = _field(128, "LSTM units per direction", feeds=(LANGUAGE_MODEL,))
-    # The textbook's cell. On IMDB the variants measured within a point of it (README).
+    # The textbook's cell. On IMDB the variants measured within a point of it (docs/variants.md).
     cell: str = _field(
         "lstm",
         "the recurrent cell: 'lstm', 'peephole' (the gates also read the cell), 'coupled' "
@@ -246,7 +246,7 @@ class Config:
     # Miyato et al. 2017: the loss on embeddings pushed by ε up the loss gradient is added to
     # the clean loss. Their ε = 5.0 is on normalized embeddings; ours are not normalized
     # (lstm_reviews.adversarial): 0.5 is 5 scaled to our vectors' norm. Validation 89.94%
-    # against 89.50% without it; it doubles the sentiment training's cost (README).
+    # against 89.50% without it; it doubles the sentiment training's cost (docs/training.md).
     adversarial_epsilon: float = _field(
         0.5,
         "adversarial training on the word embeddings (Miyato et al. 2017): each step also "
@@ -308,7 +308,7 @@ class Config:
         2, "epochs without validation improvement before early stopping", resumable=True
     )
     # With 3 pretraining epochs and adversarial training, 1e-3 over 2 epochs matched 5e-4 over
-    # 4 (validation 90.42% against 90.38%) in half the time (README). (After 1 LM epoch and
+    # 4 (validation 90.42% against 90.38%) in half the time (docs/results.md). (After 1 LM epoch and
     # without adversarial training, 1e-3 did worse: 88.94% against 89.70% test.)
     learning_rate: float = _field(1e-3, "Adam learning rate")
     # The last epochs fine-tune instead of overfitting.

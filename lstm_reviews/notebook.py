@@ -71,9 +71,9 @@ def finished_run(nb: Setup) -> Path:
 
 
 def load_finished_run(nb: Setup):
-    """finished_run, loaded (rundir.Run), reading its reviews where this notebook finds them:
-    a run's own data path may be relative to where it was trained."""
-    from lstm_reviews.rundir import load_run
+    """finished_run, loaded (lstm_reviews.Run), reading its reviews where this notebook finds
+    them: a run's own data path may be relative to where it was trained."""
+    from lstm_reviews.api import load_run
 
     run = load_run(finished_run(nb))
     return dataclasses.replace(run, config=dataclasses.replace(run.config, data=nb.config.data))
@@ -81,20 +81,20 @@ def load_finished_run(nb: Setup):
 
 # Notebook 05's comparison: every cell trained the same way. Without the language-model
 # pretraining, which would cost ~21 minutes per cell on 2 CPU cores; 1e-3 is the rate the
-# recipe uses without it (README, "What else decides the story").
+# recipe uses without it (docs/variants.md).
 VARIANT_SETTINGS = dict(lm_epochs=0, learning_rate=1e-3, export=False)
 
 
 def load_variant_runs(nb: Setup) -> dict:
-    """{cell name: finished run, loaded (rundir.Run)} for every --cell, trained alike
+    """{cell name: finished run, loaded (lstm_reviews.Run)} for every --cell, trained alike
     (VARIANT_SETTINGS), reading its reviews where this notebook finds them (load_finished_run).
 
-    $LSTM_REVIEWS_VARIANT_RUNS/<cell> when that is set (the README's comparison runs), else
+    $LSTM_REVIEWS_VARIANT_RUNS/<cell> when that is set (docs/variants.md's runs), else
     runs/variants/<cell> beside notebook 02's run, trained here if missing (seconds each in
     small mode; about 13 minutes each on the full data on 2 CPU cores).
     """
+    from lstm_reviews.api import load_run
     from lstm_reviews.config import CELL_TYPES
-    from lstm_reviews.rundir import load_run
 
     root = os.environ.get("LSTM_REVIEWS_VARIANT_RUNS")
     root = Path(root) if root else nb.run_dir.parent / "variants"

@@ -58,7 +58,12 @@ from pathlib import Path
 
 from lstm_reviews.config import Config
 from lstm_reviews.errors import EXIT_OK, UserError, run_command
-from lstm_reviews.export import version_dirs
+from lstm_reviews.serving import (
+    Predictor,
+    first_line,
+    label,
+    resolve_model_dir,  # noqa: F401  (kept importable from here)
+)
 
 EXIT_SOME_FAILED = 1  # some reviews got an error line instead of a prediction
 # Length-sorted batching: reviews sorted within windows of this many batches, and a batch's
@@ -85,97 +90,6 @@ class Review:
     source: str | None = None  # file path, "<stdin>", or None for an argument
     line: int | None = None  # 1-based line in a line-per-review source
     error: str | None = None  # why this entry of the input cannot be predicted
-
-
-def resolve_model_dir(path) -> Path:
-    """The SavedModel directory for `path`: itself, or its highest numbered version."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(
-            f"model path {path} does not exist "
-            f"(export one with python -m lstm_reviews.export RUN_DIR)"
-        )
-    if not path.is_dir():
-        raise UserError(f"model path {path} is not a directory")
-    if (path / "saved_model.pb").exists():
-        return path
-    versions = version_dirs(path)
-    if not versions:
-        raise UserError(
-            f"no SavedModel in {path}: "
-            f"expected {path}/saved_model.pb or numbered version directories"
-        )
-    # Like TF Serving: the highest version wins; a broken one is reported, not skipped.
-    latest = versions[-1]
-    if not (latest / "saved_model.pb").is_file():
-        raise UserError(f"{latest} is not a complete SavedModel: it has no saved_model.pb")
-    return latest
-
-
-class Predictor:
-    """Calls the "serving_default" signature of a review SavedModel on batches of text."""
-
-    def __init__(self, model_path):
-        self.path = resolve_model_dir(model_path)
-        if not (self.path / "variables").is_dir():
-            raise UserError(
-                f"{self.path} is not a complete SavedModel: it has no variables/ directory"
-            )
-        import tensorflow as tf  # after the cheap checks: a wrong path fails fast
-
-        try:
-            loaded = tf.saved_model.load(str(self.path))
-        except Exception as error:  # TF raises many types for a damaged SavedModel
-            raise UserError(
-                f"cannot load the SavedModel in {self.path}: {_first_line(error)}"
-            ) from None
-        signature = (
-            loaded.signatures.get("serving_default") if hasattr(loaded, "signatures") else None
-        )
-        if signature is None:
-            raise UserError(f"the SavedModel in {self.path} has no serving_default signature")
-        inputs = signature.structured_input_signature[1]
-        outputs = signature.structured_outputs
-        if (
-            len(inputs) != 1
-            or next(iter(inputs.values())).dtype != tf.string
-            or "probability" not in outputs
-        ):
-            raise UserError(
-                f"the SavedModel in {self.path} does not take review strings to a probability "
-                f"(inputs {sorted(inputs)}, outputs {sorted(outputs)}): "
-                f"was it made by lstm_reviews.export?"
-            )
-        self._loaded = loaded  # keeps the signature's resources alive
-        self._signature = signature
-        self._input_name = next(iter(inputs))
-        self._tf = tf
-
-    def __call__(self, texts: list[str]) -> list[dict]:
-        """texts: list of N str -> N dicts of probability (float), logit (float), tokens (int)."""
-        # NUL as a space, as text.standardize_review reads it: SavedModels exported before
-        # that rule would cut the review at its first NUL.
-        batch = self._tf.constant(
-            [text.replace("\0", " ").encode("utf-8") for text in texts], dtype=self._tf.string
-        )
-        outputs = {
-            key: value.numpy()
-            for key, value in self._signature(**{self._input_name: batch}).items()
-        }
-        results = []
-        for index in range(len(texts)):
-            result = {"probability": float(outputs["probability"][index])}
-            if "logit" in outputs:
-                result["logit"] = float(outputs["logit"][index])
-            if "tokens" in outputs:
-                result["tokens"] = int(outputs["tokens"][index])
-            results.append(result)
-        return results
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
 
 
 def text_prefix(text: str, limit: int = TEXT_PREFIX_CHARS) -> str:
@@ -375,7 +289,7 @@ def _prediction_record(review: Review, result: dict) -> dict:
             "punctuation or symbols): nothing to predict",
         )
     probability = result["probability"]
-    fields = {"probability": probability, "label": "positive" if probability >= 0.5 else "negative"}
+    fields = {"probability": probability, "label": label(probability)}
     if "tokens" in result:
         fields["tokens"] = result["tokens"]
     return _record(review, **fields)
@@ -408,7 +322,7 @@ def predict_batch(predictor, reviews: list[Review]) -> list[dict]:
                     )
                 except Exception as error:
                     records[index] = _record(
-                        reviews[index], error=f"prediction failed: {_first_line(error)}"
+                        reviews[index], error=f"prediction failed: {first_line(error)}"
                     )
     return records
 

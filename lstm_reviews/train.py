@@ -27,6 +27,7 @@ import os
 import platform
 import sys
 import time
+import types
 import uuid
 from pathlib import Path
 
@@ -771,6 +772,19 @@ def main(argv=None) -> int:
         outputs["--export-dir"] = config.export_dir
     return run_command(body, on_interrupt=lambda: _interrupted_message(config), outputs=outputs)
 
+
+class _CallableModule(types.ModuleType):
+    """The package's attribute `train` is this module (Python binds a submodule there once it
+    is imported), so the module itself answers the API's call: lstm_reviews.train(config,
+    run_dir) trains and returns the finished run, lstm_reviews.api.train."""
+
+    def __call__(self, config: Config | None = None, run_dir=None):
+        from lstm_reviews.api import train
+
+        return train(config, run_dir)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     sys.exit(main())
