@@ -98,7 +98,7 @@ class Explanation:
     """One review as the model read it: its tokens, each token's share of the logit (the memory
     ledger, lstm_reviews.ledger) and the forward direction's gates (lstm_reviews.inspection).
 
-    tokens: the tokens read, in order (the last config.eval_max_length of them if it is set).
+    tokens: the tokens read, in order (at most the last config.eval_max_length).
     shares: <float64>[tokens] each token's share A_t of the logit, both directions; they add
         up to logit - bias.
     gates: {"input_gate", "forget_gate", "output_gate"} -> <float32>[tokens], the gate's mean
