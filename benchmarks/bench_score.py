@@ -97,7 +97,9 @@ def main(argv=None) -> int:
                     for record in map(json.loads, shard.read_text(encoding="utf-8").splitlines())
                 }
             assert len(records) == args.reviews, (name, len(records))
-            first_probabilities[name] = [records[n]["probability"] for n in range(1, 1001)]
+            first_probabilities[name] = [
+                records[n]["probability"] for n in range(1, min(args.reviews, 1000) + 1)
+            ]
             results["seconds"][name] = round(seconds, 1)
             print(
                 f"{name:>9}: {seconds:7.1f} s, {args.reviews / seconds:7.1f} reviews/s",
