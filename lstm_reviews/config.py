@@ -17,6 +17,7 @@ import json
 from lstm_reviews.errors import UserError
 
 BATCH_SHAPES = ("auto", "fixed", "dynamic")
+DISTRIBUTE_MODES = ("off", "data")
 # The recurrent cells of --cell (lstm_reviews.variants.CELLS), the default first.
 CELL_TYPES = ("lstm", "peephole", "coupled", "gru")
 POOLING_MODES = ("max", "max_mean")
@@ -337,6 +338,17 @@ class Config:
         "mixed-precision compute: 'off' (float32), 'float16' or 'bfloat16' (for GPUs); "
         "weights and the logit stay float32",
         choices=PRECISIONS,
+    )
+    # Several devices of one machine (GPUs, or CPU devices forced for tests) under JAX:
+    # keras.distribution.DataParallel, each batch split over them (lstm_reviews.distribute).
+    # The same steps up to float rounding, so a resumed run may change it.
+    distribute: str = _field(
+        "off",
+        "'data': data parallelism over every local device (JAX only): the weights copied to "
+        "each, each batch split between them (--batch-size must divide by the device count); "
+        "'off': one device",
+        choices=DISTRIBUTE_MODES,
+        resumable=True,
     )
     # Weights, shuffling and the validation split all follow it.
     seed: int = _field(

@@ -9,6 +9,7 @@ TensorFlow Serving expects:
     OUT/1/saved_model.pb
     OUT/1/variables/
     OUT/1/assets.extra/export.json     where it came from: run dir and id, config, versions
+    OUT/1/assets.extra/tf_serving_warmup_requests   requests TF Serving replays on loading
 
 A version appears whole or not at all: it is written into a hidden staging directory in OUT
 (TF Serving ignores names that are not numbers), flushed to disk, then renamed into place.
@@ -52,6 +53,7 @@ from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import UserError, run_command, tensorflow_os_error
 from lstm_reviews.rundir import RunDir, load_run
+from lstm_reviews.serving_warmup import write_warmup_requests
 
 INPUT_NAME = "reviews"
 _VERSION_NAME = re.compile(r"[0-9]+")
@@ -267,6 +269,7 @@ def _export_saved_model(
             + "\n",
             encoding="utf-8",
         )
+        write_warmup_requests(staging, out_dir.resolve().name, INPUT_NAME)
         _fsync_tree(staging)
         crash_point("export")  # the version written, not yet published
         return _publish(staging, out_dir)

@@ -37,6 +37,7 @@ import numpy as np
 from lstm_reviews import batches, embeddings, pretrain, tokens
 from lstm_reviews.config import Config, config_from_args, option, resume_conflicts
 from lstm_reviews.crashpoints import crash_point
+from lstm_reviews.distribute import set_up_distribution
 from lstm_reviews.errors import UserError, batch_end_interrupts, check_interrupt, run_command
 from lstm_reviews.model import build_model, compile_model
 from lstm_reviews.rundir import (
@@ -622,8 +623,11 @@ def _train_and_evaluate(
             )
     started = time.perf_counter()
     set_up_backend(config)
+    distribution = set_up_distribution(config)  # before any model: it places the weights
     print(f"Config:\n{config.to_json()}")
     print(f"Backend: {keras.backend.backend()}, device: {describe_device()}")
+    if distribution is not None:
+        print(f"Data parallel over {distribution.device_mesh.devices.size} devices")
 
     token_data = tokens.prepare_tokens(config)
     vocabulary = list(token_data.vocabulary)

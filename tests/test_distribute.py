@@ -1,0 +1,133 @@
+"""--distribute data: DataParallel over two CPU devices under JAX, in fresh interpreters (the
+backend and the device count are fixed when JAX starts)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_train import tiny_argv
+
+ROOT = Path(__file__).resolve().parents[1]
+TWO_CPUS = "--xla_force_host_platform_device_count=2"
+
+
+def _python(args: list[str], backend: str = "jax", devices: int = 2, **kwargs):
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": str(ROOT),
+        "XLA_FLAGS": TWO_CPUS if devices == 2 else "",
+    }
+    return subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=900, **kwargs
+    )
+
+
+PLACEMENT = """
+import json, keras, numpy as np
+from keras.src.backend.jax.distribution_lib import distribute_data_input
+from lstm_reviews.config import Config
+from lstm_reviews.distribute import set_up_distribution
+from lstm_reviews.model import build_model
+config = Config(distribute="data", vocab_size=50, embedding_dim=8, units=4, batch_size=8)
+distribution = set_up_distribution(config)
+model = build_model(config, 50)
+layout = distribution.get_data_layout((8, 40))
+batch = distribute_data_input(np.zeros((8, 40), np.int32), layout, distribution.batch_dim_name)
+print(json.dumps({
+    "devices": int(distribution.device_mesh.devices.size),
+    "replicated": [bool(v.value.sharding.is_fully_replicated) for v in model.variables],
+    "variable_devices": sorted({len(v.value.sharding.device_set) for v in model.variables}),
+    "batch_shards": sorted(s.data.shape[0] for s in batch.addressable_shards),
+}))
+"""
+
+
+def test_weights_replicated_and_batches_split():
+    done = _python(["-c", PLACEMENT])
+    assert done.returncode == 0, done.stderr[-3000:]
+    placed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert placed["devices"] == 2
+    assert placed["replicated"] and all(placed["replicated"])  # a full copy on each device
+    assert placed["variable_devices"] == [2]
+    assert placed["batch_shards"] == [4, 4]  # 8 rows: 4 on each device
+
+
+REFUSED = """
+import sys
+from lstm_reviews.config import Config
+from lstm_reviews.distribute import set_up_distribution
+from lstm_reviews.errors import UserError
+try:
+    set_up_distribution(Config(distribute="data", **{settings}))
+except UserError as error:
+    print("REFUSED", error)
+"""
+
+
+@pytest.mark.parametrize(
+    "backend, devices, settings, message",
+    [
+        ("tensorflow", 2, {}, "needs the JAX backend, but Keras runs on 'tensorflow'"),
+        ("jax", 1, {}, "needs several devices, but JAX sees one"),
+        ("jax", 2, {"batch_size": 7}, "splits each batch over 2 devices, but --batch-size is 7"),
+        ("jax", 2, {"eval_batch_size": 5}, "splits each batch over 2 devices, but --eval-batch"),
+        ("jax", 2, {"batch_shapes": "dynamic"}, "needs batches of one size"),
+    ],
+)
+def test_refused_with_a_clear_error(backend, devices, settings, message):
+    done = _python(["-c", REFUSED.format(settings=settings)], backend=backend, devices=devices)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"REFUSED --distribute data {message}" in done.stdout.replace("\n", " ")
+
+
+def test_cli_error_exit_2(tiny_imdb, tmp_path):
+    done = _python(
+        ["-m", "lstm_reviews.train", *tiny_argv(tiny_imdb, tmp_path, "--distribute", "data")],
+        devices=1,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --distribute data needs")
+
+
+def _history(run_dir: Path) -> dict[str, np.ndarray]:
+    with (run_dir / "history.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: np.array([float(row[key]) for row in rows]) for key in ("loss", "val_loss")}
+
+
+def test_same_losses_as_one_device(tiny_imdb, tmp_path):
+    histories = {}
+    for mode in ("off", "data"):
+        argv = tiny_argv(
+            tiny_imdb,
+            tmp_path,
+            "--epochs",
+            "2",
+            "--lm-epochs",
+            "0",
+            "--distribute",
+            mode,
+            run=f"run-{mode}",
+        )
+        done = _python(["-m", "lstm_reviews.train", *argv])
+        assert done.returncode == 0, done.stderr[-3000:]
+        if mode == "data":
+            assert "Data parallel over 2 devices" in done.stdout
+        histories[mode] = _history(tmp_path / f"run-{mode}")
+    # The same step on each side; only the order of float32 sums differs (each device sums
+    # its half of the batch, then the halves are added): a relative 1e-7 or so per sum,
+    # which two short epochs carry forward. 1e-6 leaves room for that; a wrong split (each
+    # device stepping on its half alone, or on the whole batch twice) moves these losses by
+    # far more, as much as one epoch moves them here.
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(histories["data"][key], histories["off"][key], rtol=1e-6)
+    assert len(histories["off"]["loss"]) == 2
