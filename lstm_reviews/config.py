@@ -45,6 +45,10 @@ PRESETS = {
         "mixed_precision": "bfloat16",
     },
 }
+# The words of explain's word report when --words names none (lstm_reviews.inspection): two
+# strong verdict words and four common ones. Here, light to import, so explain's --help
+# lists them without loading Keras.
+DEFAULT_WORDS = ("amazing", "awesome", "this", "give", "all", "should")
 # Caches a field can feed (lstm_reviews.cache): a change of the field makes a new file.
 TOKENS, VECTORS, LANGUAGE_MODEL = "tokens", "vectors", "language_model"
 

@@ -46,7 +46,8 @@ from pathlib import Path
 from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import EXIT_FAILED, UserError, run_command
-from lstm_reviews.rundir import load_run
+from lstm_reviews.rundir import check_run_files, load_run
+from lstm_reviews.startup import quiet_start
 
 INPUT_NAME = "reviews"
 _VERSION_NAME = re.compile(r"[0-9]+")
@@ -55,6 +56,7 @@ _STAGING_PREFIX = ".export-"  # hidden, not a number: TF Serving never picks it 
 
 def require_tensorflow_backend() -> None:
     """The serving graph mixes TF string ops with the model's call: TF backend only."""
+    quiet_start()
     import keras
 
     backend = keras.backend.backend()
@@ -164,6 +166,7 @@ def export_saved_model(run_dir, out_dir=None) -> Path:
 
     out_dir: the model directory (default: the run's config.export_dir).
     """
+    check_run_files(run_dir)  # before Keras: a wrong path answers at once
     require_tensorflow_backend()
     import keras
     import tensorflow as tf
@@ -253,8 +256,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    # TensorFlow's start-up chatter on stderr would bury our one-line errors; still overridable.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
 
     def body():

@@ -37,11 +37,11 @@ from keras import ops
 
 from lstm_reviews import batches, imdb, text
 from lstm_reviews.cell import split_gates
+from lstm_reviews.config import DEFAULT_WORDS  # noqa: F401  (this module's default, named here)
 from lstm_reviews.errors import UserError
 from lstm_reviews.rundir import Run
 from lstm_reviews.variants import gates_twin
 
-DEFAULT_WORDS = ("amazing", "awesome", "this", "give", "all", "should")
 GATES = ("input_gate", "forget_gate", "output_gate")
 # Prefixes per compiled call for the running prediction: 256 x 600 tokens stays < 200 MB.
 PREFIX_BATCH = 256

@@ -56,6 +56,7 @@ from pathlib import Path
 from lstm_reviews.config import Config
 from lstm_reviews.errors import EXIT_OK, UserError, run_command
 from lstm_reviews.export import version_dirs
+from lstm_reviews.startup import quiet_start
 
 EXIT_SOME_FAILED = 1  # some reviews got an error line instead of a prediction
 TEXT_PREFIX_CHARS = 60
@@ -110,7 +111,8 @@ class Predictor:
             raise UserError(
                 f"{self.path} is not a complete SavedModel: it has no variables/ directory"
             )
-        import tensorflow as tf  # after the cheap checks: a wrong path fails fast
+        quiet_start("tensorflow")  # after the cheap checks: a wrong path fails fast
+        import tensorflow as tf
 
         try:
             loaded = tf.saved_model.load(str(self.path))
@@ -436,8 +438,6 @@ def _refuse_directory(parser, path: Path) -> None:
 
 
 def main(argv=None, stdin=None, stdout=None) -> int:
-    # TensorFlow's start-up chatter on stderr would bury our one-line errors; still overridable.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     stdin = sys.stdin if stdin is None else stdin
     stdout = sys.stdout if stdout is None else stdout
     parser = build_parser()
