@@ -20,6 +20,7 @@ import pytest
 from serving_helpers import write_run_dir
 
 from lstm_reviews import commands, startup
+from lstm_reviews.config import Config, build_parser, config_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("tensorflow", "keras", "jax", "matplotlib", "torch")
@@ -144,14 +145,17 @@ def test_train_export_and_predict_print_only_their_own_lines(tiny_imdb, tmp_path
         str(run),
         "--export-dir",
         str(tmp_path / "models"),
-        *("--vocab-size", "50", "--max-length", "40", "--embedding-dim", "8", "--units", "4"),
-        *("--batch-size", "8", "--epochs", "1", "--adversarial-epsilon", "0", "--lm-epochs", "0"),
+        # The quick preset end to end, scaled down to the tiny reviews.
+        *("--preset", "quick", "--vocab-size", "50", "--max-length", "40"),
+        *("--embedding-dim", "8", "--units", "4", "--batch-size", "8"),
         cwd=tmp_path,
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert _foreign_lines(trained.stderr) == [], trained.stderr[-3000:]
     assert "/step - accuracy:" in trained.stdout  # Keras' progress bar stays
     assert "SavedModel exported to" in trained.stdout
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["preset"], saved["lm_epochs"], saved["epochs"]) == ("quick", 0, 1)
     predicted = _command(
         "lstm_reviews.predict", "--model", str(tmp_path / "models"), "A fine film.", cwd=tmp_path
     )
@@ -163,6 +167,21 @@ def test_train_export_and_predict_print_only_their_own_lines(tiny_imdb, tmp_path
     )
     assert explained.returncode == 0, explained.stderr[-3000:]
     assert _foreign_lines(explained.stderr) == [], explained.stderr[-3000:]
+
+
+def test_quick_preset_resolves_to_a_light_recipe():
+    """--preset quick: no language model, no adversarial steps, one epoch over shorter reviews;
+    the default stays the full recipe, and options given explicitly win."""
+    quick = config_from_args(["--preset", "quick"])
+    assert quick == Config.from_preset("quick")
+    assert (quick.lm_epochs, quick.adversarial_epsilon, quick.epochs) == (0, 0.0, 1)
+    assert (quick.units, quick.max_length, quick.eval_max_length) == (64, 256, 400)
+    assert quick.pretrain_embeddings and quick.vocab_size == Config().vocab_size
+    default = config_from_args([])
+    assert (default.preset, default.lm_epochs, default.epochs) == ("cpu", 3, 3)
+    assert default.adversarial_epsilon > 0
+    assert config_from_args(["--preset", "quick", "--epochs", "2"]).epochs == 2
+    assert "'quick'" in build_parser().format_help()
 
 
 def test_a_users_log_level_is_kept(tmp_path):
