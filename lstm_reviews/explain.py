@@ -26,10 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_reviews import inspection, ledger, render
 from lstm_reviews.cache import write_text_atomically
+from lstm_reviews.config import DEFAULT_WORDS
 from lstm_reviews.errors import UserError, run_command
 from lstm_reviews.rundir import Run, load_run
+from lstm_reviews.startup import deferred_import
+
+# Imported on first use: --help and option errors answer without Keras or TensorFlow.
+inspection = deferred_import("lstm_reviews.inspection")
+ledger = deferred_import("lstm_reviews.ledger")
+render = deferred_import("lstm_reviews.render")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="WORD",
         help="word report over the test set (put a TEXT before this option); "
-        "no words: " + " ".join(inspection.DEFAULT_WORDS),
+        "no words: " + " ".join(DEFAULT_WORDS),
     )
     parser.add_argument(
         "--limit",
@@ -248,7 +254,7 @@ def _trace_command(run: Run, inspector: inspection.Inspector, args) -> dict:
 
 def _words_command(run: Run, inspector: inspection.Inspector, args) -> dict:
     reviews = inspection.load_test_reviews(run, args.data, args.limit)
-    words = args.words or inspection.DEFAULT_WORDS
+    words = args.words or DEFAULT_WORDS
     ledger = inspection.ledger_word_report(run, reviews, words, batch_size=args.batch_size)
     print(f"model: {run.path}; word report over {len(reviews)} test reviews")
     print(

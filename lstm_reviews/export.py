@@ -52,8 +52,9 @@ from lstm_reviews.cache import process_alive
 from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import UserError, run_command, tensorflow_os_error
-from lstm_reviews.rundir import RunDir, load_run
+from lstm_reviews.rundir import RunDir, check_run_files, load_run
 from lstm_reviews.serving_warmup import write_warmup_requests
+from lstm_reviews.startup import quiet_start
 
 INPUT_NAME = "reviews"
 _VERSION_NAME = re.compile(r"[0-9]+")
@@ -62,6 +63,7 @@ _STAGING_PREFIX = ".export-"  # hidden, not a number: TF Serving never picks it 
 
 def require_tensorflow_backend() -> None:
     """The serving graph mixes TF string ops with the model's call: TF backend only."""
+    quiet_start()
     import keras
 
     backend = keras.backend.backend()
@@ -199,6 +201,7 @@ def export_saved_model(
     A failed write raises an OSError naming out_dir (TensorFlow's errors too), and publishes
     nothing.
     """
+    check_run_files(run_dir)  # before Keras: a wrong path answers at once
     require_tensorflow_backend()
     run = RunDir(run_dir)
     if not run.path.is_dir():
@@ -323,8 +326,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    # TensorFlow's start-up chatter on stderr would bury our one-line errors; still overridable.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.eval_max_length is not None and args.eval_max_length <= 0:

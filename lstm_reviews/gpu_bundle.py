@@ -25,10 +25,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from lstm_reviews import embeddings, pretrain, tokens
+from lstm_reviews import tokens
 from lstm_reviews.cache import write_text_atomically
 from lstm_reviews.config import PRESETS, Config, apply_preset, build_parser, option
 from lstm_reviews.errors import UserError, run_command
+from lstm_reviews.startup import deferred_import
+
+# Imported on first use: --help and option errors answer without Keras or TensorFlow.
+embeddings = deferred_import("lstm_reviews.embeddings")
+pretrain = deferred_import("lstm_reviews.pretrain")
 
 # Where each machine keeps its own: the GPU run names its data, caches and outputs itself.
 _NOT_CARRIED = ("data", "cache_dir", "output_dir", "export_dir", "resume", "export")
@@ -130,6 +135,7 @@ def main(argv=None) -> int:
         parser.error(str(error))
 
     def body():
+        tokens.check_data_path(config)  # before Keras: a wrong path answers at once
         script = make_bundle(config, language_model=not lm_on_gpu, vectors=not vectors_on_gpu)
         size = sum(path.stat().st_size for path in script.parent.iterdir() if path.is_file())
         print(

@@ -43,11 +43,13 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import keras  # with the JAX, PyTorch or NumPy backend this does not load TensorFlow
 import numpy as np
 
 from lstm_reviews.cache import short_hash
 from lstm_reviews.errors import UserError
+from lstm_reviews.startup import deferred_import
+
+keras = deferred_import("keras")  # for a download alone: locating --data needs no Keras
 
 log = logging.getLogger(__name__)
 

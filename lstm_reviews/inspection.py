@@ -37,11 +37,11 @@ from keras import ops
 
 from lstm_reviews import batches, imdb, text
 from lstm_reviews.cell import split_gates
+from lstm_reviews.config import DEFAULT_WORDS  # noqa: F401  (this module's default, named here)
 from lstm_reviews.errors import UserError
 from lstm_reviews.rundir import Run
 from lstm_reviews.variants import gates_twin
 
-DEFAULT_WORDS = ("amazing", "awesome", "this", "give", "all", "should")
 GATES = ("input_gate", "forget_gate", "output_gate")
 # The running prediction runs the model on every prefix of a review: rows of at most
 # PREFIX_BATCH prefixes and PREFIX_TOKENS padded tokens per call, so that the memory of one

@@ -436,8 +436,6 @@ def _refuse_directory(parser, path: Path) -> None:
 
 
 def main(argv=None, stdin=None, stdout=None) -> int:
-    # TensorFlow's start-up chatter on stderr would bury our one-line errors; still overridable.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     stdin = sys.stdin if stdin is None else stdin
     stdout = sys.stdout if stdout is None else stdout
     parser = build_parser()

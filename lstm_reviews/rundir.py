@@ -34,11 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_reviews import text
 from lstm_reviews.cache import write_atomically, write_text_atomically
 from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import UserError
+from lstm_reviews.startup import deferred_import, quiet_start
+
+text = deferred_import("lstm_reviews.text")  # Keras: only a run's vocabulary needs it
 
 CONFIG, VOCABULARY, MODEL, HISTORY, METRICS, STATE, PREVIOUS_STATE, LOCK = (
     "config.json",
@@ -299,12 +301,8 @@ class Run:
         ]
 
 
-def load_run(path) -> Run:
-    """Loads a run's config, vocabulary and model; UserError names what is missing or wrong."""
-    import keras
-
-    import lstm_reviews.model  # noqa: F401  (registers the model's layers for loading)
-
+def check_run_files(path) -> RunDir:
+    """The run directory at `path`; UserError if it is not one a finished training left."""
     run_dir = RunDir(path)
     if not run_dir.path.is_dir():
         raise UserError(
@@ -315,6 +313,17 @@ def load_run(path) -> Run:
         raise UserError(
             f"run directory {run_dir.path} lacks {', '.join(missing)}: has training finished there?"
         )
+    return run_dir
+
+
+def load_run(path) -> Run:
+    """Loads a run's config, vocabulary and model; UserError names what is missing or wrong."""
+    run_dir = check_run_files(path)  # before Keras: a wrong path answers at once
+    quiet_start()
+    import keras
+
+    import lstm_reviews.model  # noqa: F401  (registers the model's layers for loading)
+
     config = run_dir.read_config()
     vocabulary = run_dir.read_vocabulary()
     try:

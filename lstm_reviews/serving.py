@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lstm_reviews.errors import UserError
 from lstm_reviews.export import version_dirs
+from lstm_reviews.startup import quiet_start
 
 
 def label(probability: float) -> str:
@@ -60,7 +61,8 @@ class Predictor:
             raise UserError(
                 f"{self.path} is not a complete SavedModel: it has no variables/ directory"
             )
-        import tensorflow as tf  # after the cheap checks: a wrong path fails fast
+        quiet_start("tensorflow")  # after the cheap checks: a wrong path fails fast
+        import tensorflow as tf
 
         try:
             loaded = tf.saved_model.load(str(self.path))

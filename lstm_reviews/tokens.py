@@ -22,10 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_reviews import imdb, text
+from lstm_reviews import imdb
 from lstm_reviews.cache import cached, require_tensorflow, short_hash, write_atomically
 from lstm_reviews.config import TOKENS, cache_settings
 from lstm_reviews.errors import UserError
+from lstm_reviews.startup import deferred_import
+
+text = deferred_import("lstm_reviews.text")  # Keras: checking --data needs none
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +175,12 @@ def _percentiles(lengths: np.ndarray) -> dict:
 def names_token_cache(data) -> bool:
     """Whether --data names a token cache (tokens-<hash>.npz) rather than the reviews."""
     return bool(data) and Path(data).suffix == ".npz"
+
+
+def check_data_path(config) -> None:
+    """UserError if --data (or $LSTM_REVIEWS_DATA) names no IMDB data; needs no Keras."""
+    if config.source == "aclimdb" and not names_token_cache(config.data):
+        imdb.locate(config.data)
 
 
 def _given_token_cache(config) -> TokenData:

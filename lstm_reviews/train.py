@@ -31,15 +31,12 @@ import types
 import uuid
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from lstm_reviews import batches, embeddings, pretrain, tokens
+from lstm_reviews import tokens
 from lstm_reviews.config import Config, config_from_args, option, resume_conflicts
 from lstm_reviews.crashpoints import crash_point
-from lstm_reviews.distribute import set_up_distribution
 from lstm_reviews.errors import UserError, batch_end_interrupts, check_interrupt, run_command
-from lstm_reviews.model import build_model, compile_model
 from lstm_reviews.rundir import (
     CONFIG,
     LOCK,
@@ -51,6 +48,15 @@ from lstm_reviews.rundir import (
     RunDir,
     warn,
 )
+from lstm_reviews.startup import deferred_import
+
+# Imported on first use: --help and option errors answer without Keras or TensorFlow.
+keras = deferred_import("keras")
+batches = deferred_import("lstm_reviews.batches")
+embeddings = deferred_import("lstm_reviews.embeddings")
+pretrain = deferred_import("lstm_reviews.pretrain")
+models = deferred_import("lstm_reviews.model")
+distribute = deferred_import("lstm_reviews.distribute")
 
 # Keras' dtype policy of each --mixed-precision choice.
 POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -623,7 +629,7 @@ def _train_and_evaluate(
             )
     started = time.perf_counter()
     set_up_backend(config)
-    distribution = set_up_distribution(config)  # before any model: it places the weights
+    distribution = distribute.set_up_distribution(config)  # before any model: it places the weights
     print(f"Config:\n{config.to_json()}")
     print(f"Backend: {keras.backend.backend()}, device: {describe_device()}")
     if distribution is not None:
@@ -664,7 +670,9 @@ def _train_and_evaluate(
     # Bucketing makes the count vary a little between epochs (fixed shapes: a bucket's last
     # batch topped up): the schedule needs only its scale, the one the recipe was measured with.
     steps_per_epoch = -(-len(token_data.train) // config.batch_size)
-    model = compile_model(build_model(config, len(vocabulary)), config, steps_per_epoch)
+    model = models.compile_model(
+        models.build_model(config, len(vocabulary)), config, steps_per_epoch
+    )
     path, state = _choose_state(run_dir, model, states)
     if state is not None and state.backup is not None:
         if path != run_dir / STATE:  # a fallback: it becomes current, the damaged one goes
@@ -709,7 +717,7 @@ def _train_and_evaluate(
         )
     # The best checkpoint, not the last weights: also right for a resumed run.
     best = keras.saving.load_model(run_dir / MODEL)
-    compile_model(best, config)
+    models.compile_model(best, config)
     validation = evaluate(best, validation_batches)
     test = evaluate(best, test_batches)
     seconds = state.train_seconds
@@ -769,6 +777,7 @@ def main(argv=None) -> int:
     )
 
     def body():
+        tokens.check_data_path(config)  # before Keras: a wrong path answers at once
         train_and_evaluate(config)
 
     outputs = {"--output-dir": config.output_dir, "--cache-dir": config.cache_dir}

@@ -133,7 +133,9 @@ def test_one_training_step_changes_every_trainable_weight(tiny_imdb, tmp_path):
     config = config_from_args(tiny_argv(tiny_imdb, tmp_path))
     train.set_up_backend(config)
     tokens = prepare_tokens(config)
-    model = train.compile_model(train.build_model(config, len(tokens.vocabulary)), config)
+    model = train.models.compile_model(
+        train.models.build_model(config, len(tokens.vocabulary)), config
+    )
     boundaries = split_boundaries(tokens.train, config)
     # (ids, labels) with dynamic shapes (the default under TensorFlow), weights with fixed ones.
     ids, labels, *weights = next(iter(epoch_batches(tokens.train, config, boundaries, epoch=0)))
@@ -164,7 +166,7 @@ def test_evaluation_leaves_the_padding_rows_out(make):
         rng.integers(0, 2, size=70).astype(np.int32),
     )
     keras.utils.set_random_seed(1)
-    model = train.compile_model(train.build_model(config, 50), config)
+    model = train.models.compile_model(train.models.build_model(config, 50), config)
     model.set_weights([w * 4 for w in model.get_weights()])  # logits well away from 0
     boundaries = split_boundaries(split, config)
     if make == "tf":
