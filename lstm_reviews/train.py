@@ -425,10 +425,11 @@ def averaged_weights(model: keras.Model):
             variable.assign(value)
 
 
-# A test hook in the validation of each epoch (crashpoints.py).
-_VALIDATION_STEP = keras.callbacks.LambdaCallback(
-    on_test_batch_end=lambda batch, logs: crash_point("validation-step")
-)
+def _validation_step_hook():
+    """A test hook in the validation of each epoch (crashpoints.py)."""
+    return keras.callbacks.LambdaCallback(
+        on_test_batch_end=lambda batch, logs: crash_point("validation-step")
+    )
 
 
 def _fit(
@@ -510,7 +511,7 @@ def _fit(
         train_seconds = state.train_seconds + time.perf_counter() - clock_started
         with averaged_weights(model):
             validation = model.evaluate(
-                validation_batches, return_dict=True, verbose=0, callbacks=[_VALIDATION_STEP]
+                validation_batches, return_dict=True, verbose=0, callbacks=[_validation_step_hook()]
             )
             logs = {**logs, **{f"val_{key}": float(value) for key, value in validation.items()}}
             improved = state.best_value is None or logs[MONITOR] > state.best_value
