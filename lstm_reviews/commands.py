@@ -5,6 +5,7 @@
     lstm-reviews predict ...     = python -m lstm_reviews.predict ...
     lstm-reviews explain ...     = python -m lstm_reviews.explain ...
     lstm-reviews gpu-bundle ...  = python -m lstm_reviews.gpu_bundle ...
+    lstm-reviews score ...       = python -m lstm_reviews.score ...  (pip install -e .[beam])
 
 The rest of the command line goes to the module's `main` unchanged. Only the chosen module
 is imported, and it loads Keras when it needs it (lstm_reviews.startup): `lstm-reviews
@@ -29,6 +30,7 @@ COMMANDS = {
         "lstm_reviews.gpu_bundle",
         "make the caches for training under JAX on a machine without TensorFlow",
     ),
+    "score": ("lstm_reviews.score", "score files of reviews with Apache Beam (the [beam] extra)"),
 }
 
 

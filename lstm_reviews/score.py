@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import codecs
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -348,7 +347,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     if args.batch_size <= 0:

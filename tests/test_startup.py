@@ -228,7 +228,8 @@ def test_dispatcher_runs_each_commands_main(monkeypatch, capsys):
     assert seen == {name: ["--flag", "value"] for name in commands.COMMANDS}
     assert commands.main(["--help"]) == 0
     listing = capsys.readouterr().out
-    assert all(name in listing for name in ("train", "export", "predict", "explain", "gpu-bundle"))
+    names = ("train", "export", "predict", "explain", "gpu-bundle", "score")
+    assert all(name in listing for name in names)
     assert commands.main([]) == 2
     assert commands.main(["trian"]) == 2
     assert "unknown command 'trian'" in capsys.readouterr().err
