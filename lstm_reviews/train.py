@@ -358,7 +358,10 @@ def _check_run_dir(config: Config, run_dir: RunDir) -> None:
         )
     if not config.resume:
         return
-    if not exists or not (run_dir / "config.json").exists():
+    if not exists:  # killed before it wrote anything (its tokens, say): nothing to lose
+        print(f"--resume: {path} holds nothing of its run yet (stopped early): starting it")
+        return
+    if not (run_dir / "config.json").exists():
         raise UserError(f"--resume: {path} holds no run to resume (no config.json)")
     saved = run_dir.read_config()
     _check_config_file(run_dir, saved)

@@ -318,11 +318,23 @@ def test_resume_of_no_run_is_refused_and_creates_nothing(tiny_imdb, tmp_path, ca
         f"error: --resume: {run_dir} holds no run to resume (it does not exist)\n"
     )
     assert not run_dir.exists()
-    # What a run killed before it wrote anything leaves: its lock file alone.
+    # Files of someone else's, without a run's config.json: refused, left alone.
     run_dir.mkdir()
-    (run_dir / ".lock").write_text("12345\n")
+    (run_dir / "notes.txt").write_text("mine\n")
     assert train.main(tiny_argv(tiny_imdb, tmp_path, "--resume")) == 2
     assert "holds no run to resume (no config.json)" in capsys.readouterr().err
+
+
+def test_resume_of_a_run_killed_before_it_wrote_anything_starts_it(tiny_imdb, tmp_path, capsys):
+    """Issue #27: a kill while the tokens are made leaves the run directory with its lock file
+    alone; --resume, as after any kill, must go on: here, start the run."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".lock").write_text("12345\n")  # a dead holder's pid
+    argv = tiny_argv(tiny_imdb, tmp_path, "--resume", "--epochs", "1", "--lm-epochs", "0")
+    assert train.main(argv) == 0
+    assert "holds nothing of its run yet (stopped early): starting it" in capsys.readouterr().out
+    assert (run_dir / "metrics.json").is_file()
 
 
 def test_resume_with_other_settings_is_refused(tiny_imdb, tmp_path, capsys):
