@@ -56,10 +56,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lstm_reviews.config import Config
 from lstm_reviews.errors import EXIT_OK, UserError, run_command
 from lstm_reviews.serving import (
     Predictor,
+    add_model_argument,
     first_line,
     label,
     resolve_model_dir,  # noqa: F401  (kept importable from here)
@@ -395,12 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "reviews", nargs="*", metavar="REVIEW", help="review text; '-' reads standard input"
     )
-    parser.add_argument(
-        "--model",
-        metavar="DIR",
-        default=Config().export_dir,
-        help="model directory (highest version used) or a version directory (default: %(default)s)",
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--file",
         metavar="PATH",

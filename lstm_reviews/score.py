@@ -41,8 +41,8 @@ import json
 import sys
 from pathlib import Path
 
-from lstm_reviews.config import Config
 from lstm_reviews.errors import EXIT_OK, UserError, run_command
+from lstm_reviews.serving import add_model_argument
 
 EXIT_SOME_BAD = 1  # some lines went to the errors output
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -317,12 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output", metavar="DIR", required=True, help="directory or prefix for the shards"
     )
-    parser.add_argument(
-        "--model",
-        metavar="DIR",
-        default=Config().export_dir,
-        help="model directory (highest version used) or a version directory (default: %(default)s)",
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--format",
         choices=("auto", "text", "jsonl"),

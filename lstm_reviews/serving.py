@@ -27,6 +27,18 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def add_model_argument(parser) -> None:
+    """--model, as predict and score take it: what resolve_model_dir reads."""
+    from lstm_reviews.config import Config
+
+    parser.add_argument(
+        "--model",
+        metavar="DIR",
+        default=Config().export_dir,
+        help="model directory (highest version used) or a version directory (default: %(default)s)",
+    )
+
+
 def resolve_model_dir(path) -> Path:
     """The SavedModel directory for `path`: itself, or its highest numbered version."""
     path = Path(path)
