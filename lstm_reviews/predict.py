@@ -59,7 +59,7 @@ from pathlib import Path
 from lstm_reviews.errors import EXIT_OK, UserError, run_command
 from lstm_reviews.serving import (
     Predictor,
-    add_model_argument,
+    add_model_arguments,
     first_line,
     label,
     resolve_model_dir,  # noqa: F401  (kept importable from here)
@@ -395,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "reviews", nargs="*", metavar="REVIEW", help="review text; '-' reads standard input"
     )
-    add_model_argument(parser)
+    add_model_arguments(parser)
     parser.add_argument(
         "--file",
         metavar="PATH",
@@ -404,13 +404,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="UTF-8 file with one review per line, or a directory of .txt reviews (one per "
         "file; not a folder of such folders); repeatable",
-    )
-    parser.add_argument(
-        "--batch-size",
-        metavar="N",
-        type=int,
-        default=32,
-        help="reviews per model call (default: %(default)s)",
     )
     return parser
 

@@ -42,7 +42,7 @@ import sys
 from pathlib import Path
 
 from lstm_reviews.errors import EXIT_OK, UserError, run_command
-from lstm_reviews.serving import add_model_argument
+from lstm_reviews.serving import add_model_arguments
 
 EXIT_SOME_BAD = 1  # some lines went to the errors output
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -317,19 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output", metavar="DIR", required=True, help="directory or prefix for the shards"
     )
-    add_model_argument(parser)
+    add_model_arguments(parser)
     parser.add_argument(
         "--format",
         choices=("auto", "text", "jsonl"),
         default="auto",
         help="how to read the input files (default: %(default)s, by file name)",
-    )
-    parser.add_argument(
-        "--batch-size",
-        metavar="N",
-        type=int,
-        default=32,
-        help="reviews per model call (default: %(default)s)",
     )
     parser.add_argument(
         "--num-shards",

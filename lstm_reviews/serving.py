@@ -27,8 +27,8 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def add_model_argument(parser) -> None:
-    """--model, as predict and score take it: what resolve_model_dir reads."""
+def add_model_arguments(parser) -> None:
+    """--model (what resolve_model_dir reads) and --batch-size, as predict and score take them."""
     from lstm_reviews.config import Config
 
     parser.add_argument(
@@ -36,6 +36,13 @@ def add_model_argument(parser) -> None:
         metavar="DIR",
         default=Config().export_dir,
         help="model directory (highest version used) or a version directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=int,
+        default=32,
+        help="reviews per model call (default: %(default)s)",
     )
 
 
