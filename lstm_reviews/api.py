@@ -24,6 +24,7 @@ import numpy as np
 
 from lstm_reviews import rundir, text
 from lstm_reviews.config import Config
+from lstm_reviews.predict import length_batches
 from lstm_reviews.serving import Predictor, label
 
 __all__ = ["Config", "Predictor", "Run", "load_run", "train"]
@@ -43,22 +44,21 @@ class Run(rundir.Run):
             probability  float  P(positive)
             label        str    "positive" when probability >= 0.5, else "negative"
             logit        float  log-odds of positive
-            tokens       int    the tokens the model read (every token, or the last
+            tokens       int    the tokens the model read (at most the last
                                 config.eval_max_length); 0: nothing was left of the review,
                                 the probability is the bias alone
 
-        Reviews of similar length share a batch, each padded to its longest (padding is
-        masked, so a review's verdict does not depend on its batch).
+        Reviews of similar length share a batch (predict.length_batches, as the command
+        batches them), each padded to its longest (padding is masked, so a review's verdict
+        does not depend on its batch).
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         encoded = self.encode(texts)
         logits = np.zeros(len(texts), np.float64)
-        order = np.argsort([len(ids) for ids in encoded], kind="stable")
-        for start in range(0, len(order), batch_size):
-            reviews = [encoded[k] for k in order[start : start + batch_size]]
+        for rows in length_batches([len(ids) for ids in encoded], batch_size):
+            reviews = [encoded[k] for k in rows]
             # At least one step: a batch of reviews with no tokens is all padding, as in serving.
             batch = text.pad(reviews, length=max(1, max(map(len, reviews))))
-            rows = order[start : start + batch_size]
             logits[rows] = np.asarray(self.model.predict_on_batch(batch), np.float64)[:, 0]
         probabilities = np.exp(-np.logaddexp(0.0, -logits))  # sigmoid, without overflow
         return [
