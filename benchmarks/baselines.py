@@ -2,9 +2,9 @@
 
     python benchmarks/baselines.py [--data PATH] [--beta 0.25]
 
-The reviews are read by lstm_reviews.imdb (the same training / movie-grouped validation /
+The reviews are read by lstm_reviews.data.imdb (the same training / movie-grouped validation /
 test split as `python -m lstm_reviews.train`, same seed and share) and cleaned by
-lstm_reviews.text.standardize_review, so the baselines see the words the LSTM sees. Both are
+lstm_reviews.data.text.standardize_review, so the baselines see the words the LSTM sees. Both are
 trained on the training split alone; validation and test accuracy are printed with seconds.
 
 - NBSVM-bi (Wang & Manning 2012, "Baselines and bigrams"): binarized uni- and bigram counts
@@ -29,8 +29,8 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from lstm_reviews import imdb, text
 from lstm_reviews.config import Config
+from lstm_reviews.data import imdb, text
 
 NB_ALPHA = 1.0  # Laplace smoothing of the NB counts (Wang & Manning)
 NBSVM_C = 1.0  # their SVM's C

@@ -94,11 +94,11 @@ def synthetic_batches(count, batch_size, seq_len, vocab, seed):
 
 def build_model(kind, args):
     """Embedding -> recurrent layer -> Dense(1). kind: "ours" (RNN(LSTMCell)), "keras"
-    (keras.layers.LSTM), a variant of lstm_reviews.variants ("peephole", "coupled", "gru")
+    (keras.layers.LSTM), a variant of lstm_reviews.model.variants ("peephole", "coupled", "gru")
     or "keras_gru" (keras.layers.GRU)."""
     import keras
 
-    from lstm_reviews.variants import CELLS
+    from lstm_reviews.model.variants import CELLS
 
     ids = keras.Input(shape=(args.seq_len,), dtype="int32", name="token_ids")
     x = keras.layers.Embedding(args.vocab, args.embedding_dim, mask_zero=True, name="embedding")(

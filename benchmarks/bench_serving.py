@@ -39,7 +39,7 @@ def build_untrained_export(root: Path) -> Path:
 
     from lstm_reviews.config import Config
     from lstm_reviews.export import export_saved_model
-    from lstm_reviews.model import build_model
+    from lstm_reviews.model.classifier import build_model
     from lstm_reviews.rundir import RunDir
 
     config = Config(output_dir=str(root / "run"), export_dir=str(root / "saved_models"))

@@ -23,10 +23,11 @@ import time
 import keras
 import numpy as np
 
-from lstm_reviews import batches, pretrain
 from lstm_reviews.config import Config
-from lstm_reviews.model import build_model, compile_model
-from lstm_reviews.tokens import load_token_cache
+from lstm_reviews.data import batches
+from lstm_reviews.data.tokens import load_token_cache
+from lstm_reviews.model.classifier import build_model, compile_model
+from lstm_reviews.training import pretrain
 
 
 def split_batches(tokens, config):

@@ -10,7 +10,8 @@ part's share. Needs a max_mean run. Minutes on 2 CPU cores for 5,000 reviews.
 
 import argparse
 
-from lstm_reviews import inspection, ledger
+from lstm_reviews.inspection import gates as inspection
+from lstm_reviews.inspection import ledger
 from lstm_reviews.rundir import load_run
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

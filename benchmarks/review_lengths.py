@@ -15,7 +15,7 @@ import tarfile
 import numpy as np
 
 from lstm_reviews.config import Config
-from lstm_reviews.text import standardize_review
+from lstm_reviews.data.text import standardize_review
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Config": "lstm_reviews.config",
     "Explanation": "lstm_reviews.explain",
-    "Predictor": "lstm_reviews.serving",
+    "Predictor": "lstm_reviews.serving.predictor",
     "Run": "lstm_reviews.api",
     "load_run": "lstm_reviews.api",
 }

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_reviews import rundir, text
+from lstm_reviews import rundir
 from lstm_reviews.config import Config
+from lstm_reviews.data import text
 from lstm_reviews.predict import length_batches
-from lstm_reviews.serving import Predictor, label
+from lstm_reviews.serving.predictor import Predictor, label
 
 __all__ = ["Config", "Predictor", "Run", "load_run", "train"]
 

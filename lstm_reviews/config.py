@@ -18,7 +18,7 @@ from lstm_reviews.errors import UserError
 
 BATCH_SHAPES = ("auto", "fixed", "dynamic")
 DISTRIBUTE_MODES = ("off", "data")
-# The recurrent cells of --cell (lstm_reviews.variants.CELLS), the default first.
+# The recurrent cells of --cell (lstm_reviews.model.variants.CELLS), the default first.
 CELL_TYPES = ("lstm", "peephole", "coupled", "gru")
 POOLING_MODES = ("max", "max_mean")
 PRECISIONS = ("off", "float16", "bfloat16")
@@ -66,11 +66,11 @@ PRESETS = {
         "mixed_precision": "bfloat16",
     },
 }
-# The words of explain's word report when --words names none (lstm_reviews.inspection): two
+# The words of explain's word report when --words names none (lstm_reviews.inspection.gates): two
 # strong verdict words and four common ones. Here, light to import, so explain's --help
 # lists them without loading Keras.
 DEFAULT_WORDS = ("amazing", "awesome", "this", "give", "all", "should")
-# Caches a field can feed (lstm_reviews.cache): a change of the field makes a new file.
+# Caches a field can feed (lstm_reviews.data.cache): a change of the field makes a new file.
 TOKENS, VECTORS, LANGUAGE_MODEL = "tokens", "vectors", "language_model"
 # Tokens of one review read when it is judged. IMDB's longest review fits (docs/results.md).
 EVAL_MAX_LENGTH = 4096
@@ -164,25 +164,25 @@ class Config:
         "directory of the caches (token ids, word vectors, language model)",
         resumable=True,
     )
-    # --- word vectors (lstm_reviews.embeddings) ---
+    # --- word vectors (lstm_reviews.data.embeddings) ---
     # Rare words arrive meaningful: "superb" starts near "excellent".
     pretrain_embeddings: bool = _field(
         True,
         "initialize the embedding with word vectors counted from the training and "
-        "unlabeled reviews (lstm_reviews.embeddings; made once, then cached)",
+        "unlabeled reviews (lstm_reviews.data.embeddings; made once, then cached)",
         feeds=(LANGUAGE_MODEL,),
     )
     # Tokens on each side: close enough to share a topic or a phrase.
     vectors_window: int = _field(
         5, "co-occurrence window of the word vectors, in tokens on each side", feeds=(VECTORS,)
     )
-    # --- language-model pretraining (lstm_reviews.pretrain) ---
+    # --- language-model pretraining (lstm_reviews.training.pretrain) ---
     # 90.15% test with 3 epochs; 1 epoch: 89.70%; 0 skips it.
     lm_epochs: int = _field(
         3,
         "epochs of language-model pretraining (next and previous word) of "
         "the embedding and LSTM on the training and unlabeled reviews before "
-        "the sentiment training; 0 skips it (lstm_reviews.pretrain; made once, "
+        "the sentiment training; 0 skips it (lstm_reviews.training.pretrain; made once, "
         "then cached)",
         feeds=(LANGUAGE_MODEL,),
     )
@@ -241,7 +241,7 @@ class Config:
     cell: str = _field(
         "lstm",
         "the recurrent cell: 'lstm', 'peephole' (the gates also read the cell), 'coupled' "
-        "(input gate = 1 - forget gate) or 'gru' (lstm_reviews.variants)",
+        "(input gate = 1 - forget gate) or 'gru' (lstm_reviews.model.variants)",
         choices=CELL_TYPES,
         feeds=(LANGUAGE_MODEL,),
         keyless="lstm",  # language models cached before --cell existed are LSTMs
@@ -271,14 +271,14 @@ class Config:
     )
     # Miyato et al. 2017: the loss on embeddings pushed by ε up the loss gradient is added to
     # the clean loss. Their ε = 5.0 is on normalized embeddings; ours are not normalized
-    # (lstm_reviews.adversarial): 0.5 is 5 scaled to our vectors' norm. Validation 89.94%
+    # (lstm_reviews.model.adversarial): 0.5 is 5 scaled to our vectors' norm. Validation 89.94%
     # against 89.50% without it; it doubles the sentiment training's cost (docs/training.md).
     adversarial_epsilon: float = _field(
         0.5,
         "adversarial training on the word embeddings (Miyato et al. 2017): each step also "
         "trains on every review's embedded sequence perturbed by this L2 norm (over the whole "
         "review, padding excluded) in the direction that raises the loss most; about twice the "
-        "cost of a step; 0 turns it off (lstm_reviews.adversarial)",
+        "cost of a step; 0 turns it off (lstm_reviews.model.adversarial)",
     )
     # Miyato et al. 2017's best (94.09% at 1,024 units, against 93.79% adversarial): the
     # unlabeled reviews teach too. 0 (off): what the recipe was measured without.
@@ -288,7 +288,7 @@ class Config:
         "--vat-batch-size unlabeled reviews and trains the verdict on each to stay where it is "
         "under the perturbation of its embedded sequence of this L2 norm that moves it most "
         "(found by one power iteration); about 3 forward and 2 backward passes over those "
-        "reviews a step; 0 turns it off (lstm_reviews.adversarial)",
+        "reviews a step; 0 turns it off (lstm_reviews.model.adversarial)",
     )
     # A quarter of a labeled batch: each unlabeled review is read three times and differentiated
     # twice; 16 made the default's steps 30% slower (981 s against 753 s on 2 cores).
@@ -365,7 +365,7 @@ class Config:
         choices=PRECISIONS,
     )
     # Several devices of one machine (GPUs, or CPU devices forced for tests) under JAX:
-    # keras.distribution.DataParallel, each batch split over them (lstm_reviews.distribute).
+    # keras.distribution.DataParallel, each batch split over them (training.distribute).
     # The same steps up to float rounding, so a resumed run may change it.
     distribute: str = _field(
         "off",

@@ -6,8 +6,8 @@
 
 From Python: explain_review(run, text) returns an Explanation (lstm_reviews.api: run.explain),
 whose .table(), .plot() and .html() are what this command prints and writes. The maths is in
-lstm_reviews.inspection and lstm_reviews.ledger (each token's share of the logit), the
-pictures and tables in lstm_reviews.render. --plot, --html and --json are checked before the
+inspection.gates and inspection.ledger (each token's share of the logit), the
+pictures and tables in inspection.render. --plot, --html and --json are checked before the
 work: a folder, a missing or unwritable folder, or a name without .png/.html/.json is refused;
 a write that fails still, after the work, is one line naming the file and its option. Exit
 codes: 0 done, 1 a write failed for the machine (disk full, read-only file system), 2 a usage
@@ -26,16 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_reviews.cache import write_text_atomically
 from lstm_reviews.config import DEFAULT_WORDS
+from lstm_reviews.data.cache import write_text_atomically
 from lstm_reviews.errors import UserError, run_command
 from lstm_reviews.rundir import Run, load_run
 from lstm_reviews.startup import deferred_import
 
 # Imported on first use: --help and option errors answer without Keras or TensorFlow.
-inspection = deferred_import("lstm_reviews.inspection")
-ledger = deferred_import("lstm_reviews.ledger")
-render = deferred_import("lstm_reviews.render")
+inspection = deferred_import("lstm_reviews.inspection.gates")
+ledger = deferred_import("lstm_reviews.inspection.ledger")
+render = deferred_import("lstm_reviews.inspection.render")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +102,7 @@ def _json_list(values) -> list:
 @dataclasses.dataclass
 class Explanation:
     """One review as the model read it: its tokens, each token's share of the logit (the memory
-    ledger, lstm_reviews.ledger) and the forward direction's gates (lstm_reviews.inspection).
+    ledger, inspection.ledger) and the forward direction's gates (inspection.gates).
 
     tokens: the tokens read, in order (at most the last config.eval_max_length).
     shares: <float64>[tokens] each token's share A_t of the logit, both directions; they add

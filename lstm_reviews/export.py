@@ -48,12 +48,12 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lstm_reviews.cache import process_alive
 from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
+from lstm_reviews.data.cache import process_alive
 from lstm_reviews.errors import UserError, run_command, tensorflow_os_error
 from lstm_reviews.rundir import RunDir, check_run_files, load_run
-from lstm_reviews.serving_warmup import write_warmup_requests
+from lstm_reviews.serving.warmup import write_warmup_requests
 from lstm_reviews.startup import quiet_start
 
 INPUT_NAME = "reviews"
@@ -225,7 +225,7 @@ def _export_saved_model(
     import keras
     import tensorflow as tf
 
-    from lstm_reviews.text import vectorizer_from_vocabulary
+    from lstm_reviews.data.text import vectorizer_from_vocabulary
 
     run = load_run(run_dir)
     config = run.config

@@ -25,15 +25,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from lstm_reviews import tokens
-from lstm_reviews.cache import write_text_atomically
 from lstm_reviews.config import PRESETS, Config, apply_preset, build_parser, option
+from lstm_reviews.data import tokens
+from lstm_reviews.data.cache import write_text_atomically
 from lstm_reviews.errors import UserError, run_command
 from lstm_reviews.startup import deferred_import
 
 # Imported on first use: --help and option errors answer without Keras or TensorFlow.
-embeddings = deferred_import("lstm_reviews.embeddings")
-pretrain = deferred_import("lstm_reviews.pretrain")
+embeddings = deferred_import("lstm_reviews.data.embeddings")
+pretrain = deferred_import("lstm_reviews.training.pretrain")
 
 # Where each machine keeps its own: the GPU run names its data, caches and outputs itself.
 _NOT_CARRIED = ("data", "cache_dir", "output_dir", "export_dir", "resume", "export")

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lstm_reviews.errors import EXIT_OK, UserError, run_command
-from lstm_reviews.serving import (
+from lstm_reviews.serving.predictor import (
     Predictor,
     add_model_arguments,
     first_line,

@@ -34,13 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_reviews.cache import write_atomically, write_text_atomically
 from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
+from lstm_reviews.data.cache import write_atomically, write_text_atomically
 from lstm_reviews.errors import UserError
 from lstm_reviews.startup import deferred_import, quiet_start
 
-text = deferred_import("lstm_reviews.text")  # Keras: only a run's vocabulary needs it
+text = deferred_import("lstm_reviews.data.text")  # Keras: only a run's vocabulary needs it
 
 CONFIG, VOCABULARY, MODEL, HISTORY, METRICS, STATE, PREVIOUS_STATE, LOCK = (
     "config.json",
@@ -322,7 +322,7 @@ def load_run(path) -> Run:
     quiet_start()
     import keras
 
-    import lstm_reviews.model  # noqa: F401  (registers the model's layers for loading)
+    import lstm_reviews.model.classifier  # noqa: F401  (registers the model's layers for loading)
 
     config = run_dir.read_config()
     vocabulary = run_dir.read_vocabulary()

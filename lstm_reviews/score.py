@@ -42,7 +42,7 @@ import sys
 from pathlib import Path
 
 from lstm_reviews.errors import EXIT_OK, UserError, run_command
-from lstm_reviews.serving import add_model_arguments
+from lstm_reviews.serving.predictor import add_model_arguments
 
 EXIT_SOME_BAD = 1  # some lines went to the errors output
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_reviews import tokens
 from lstm_reviews.config import Config, config_from_args, option, resume_conflicts
 from lstm_reviews.crashpoints import crash_point
+from lstm_reviews.data import tokens
 from lstm_reviews.errors import UserError, batch_end_interrupts, check_interrupt, run_command
 from lstm_reviews.rundir import (
     CONFIG,
@@ -52,11 +52,11 @@ from lstm_reviews.startup import deferred_import
 
 # Imported on first use: --help and option errors answer without Keras or TensorFlow.
 keras = deferred_import("keras")
-batches = deferred_import("lstm_reviews.batches")
-embeddings = deferred_import("lstm_reviews.embeddings")
-pretrain = deferred_import("lstm_reviews.pretrain")
-models = deferred_import("lstm_reviews.model")
-distribute = deferred_import("lstm_reviews.distribute")
+batches = deferred_import("lstm_reviews.data.batches")
+embeddings = deferred_import("lstm_reviews.data.embeddings")
+pretrain = deferred_import("lstm_reviews.training.pretrain")
+models = deferred_import("lstm_reviews.model.classifier")
+distribute = deferred_import("lstm_reviews.training.distribute")
 
 # Keras' dtype policy of each --mixed-precision choice.
 POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}

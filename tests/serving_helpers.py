@@ -39,8 +39,8 @@ def write_run_dir(run_dir: Path, **overrides) -> Config:
     """
     import keras
 
-    from lstm_reviews.model import build_model
-    from lstm_reviews.text import build_vectorizer
+    from lstm_reviews.data.text import build_vectorizer
+    from lstm_reviews.model.classifier import build_model
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -67,8 +67,8 @@ def keras_probabilities(run_dir: Path, texts: list[str]) -> np.ndarray:
     """
     import keras
 
-    import lstm_reviews.model  # noqa: F401  (registers the layers)
-    from lstm_reviews.text import keep_last_tokens, vectorizer_from_vocabulary
+    import lstm_reviews.model.classifier  # noqa: F401  (registers the layers)
+    from lstm_reviews.data.text import keep_last_tokens, vectorizer_from_vocabulary
 
     run_dir = Path(run_dir)
     config = RunDir(run_dir).read_config()

@@ -1,4 +1,4 @@
-"""Adversarial training on the embeddings (lstm_reviews.adversarial): the perturbation's norm
+"""Adversarial training on the embeddings (lstm_reviews.model.adversarial): the perturbation's norm
 and direction, the training step against Keras' default and against the losses computed by
 hand, save / load and export; the same for virtual adversarial training on unlabeled rows.
 tests/test_backends.py reruns this module under JAX."""
@@ -12,10 +12,14 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_reviews import batches
-from lstm_reviews.adversarial import AdversarialClassifier, adversarial_perturbation, binary_kl
 from lstm_reviews.config import Config
-from lstm_reviews.model import build_model, compile_model
+from lstm_reviews.data import batches
+from lstm_reviews.model.adversarial import (
+    AdversarialClassifier,
+    adversarial_perturbation,
+    binary_kl,
+)
+from lstm_reviews.model.classifier import build_model, compile_model
 
 BACKEND = keras.backend.backend()
 VOCAB = 50

@@ -13,7 +13,8 @@ import pytest
 from conftest import write_tiny_imdb
 
 import lstm_reviews
-from lstm_reviews import explain, text
+from lstm_reviews import explain
+from lstm_reviews.data import text
 from lstm_reviews.errors import UserError
 
 POSITIVE = "A wonderful film, the actors were brilliant and I loved the story."

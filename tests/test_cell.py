@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from lstm_reviews.cell import GATE_NAMES, LSTMCell, split_gates
+from lstm_reviews.model.cell import GATE_NAMES, LSTMCell, split_gates
 
 BACKEND = keras.backend.backend()
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from conftest import write_tiny_imdb
 
-from lstm_reviews import imdb, text, tokens
-from lstm_reviews.batches import (
+from lstm_reviews.config import Config
+from lstm_reviews.data import imdb, text, tokens
+from lstm_reviews.data.batches import (
     NumpyBatches,
     bucket_boundaries,
     by_length,
@@ -24,9 +25,7 @@ from lstm_reviews.batches import (
     make_dataset,
     padding_share,
 )
-from lstm_reviews.config import Config
-from lstm_reviews.errors import UserError
-from lstm_reviews.imdb import (
+from lstm_reviews.data.imdb import (
     ENV_VAR,
     IMDB_URL,
     find_imdb,
@@ -34,19 +33,20 @@ from lstm_reviews.imdb import (
     load_unlabeled,
     validation_rows_by_movie,
 )
-from lstm_reviews.text import (
+from lstm_reviews.data.text import (
     build_vectorizer,
     keep_last_tokens,
     standardize_review,
     vectorizer_from_vocabulary,
 )
-from lstm_reviews.tokens import (
+from lstm_reviews.data.tokens import (
     TokenSplit,
     load_token_cache,
     prepare_tokens,
     token_cache_path,
     token_settings,
 )
+from lstm_reviews.errors import UserError
 
 # The project's checkout sits beside shared/ on the development machines; elsewhere, say where.
 REAL_ARCHIVE = Path(
@@ -740,8 +740,8 @@ def test_the_cache_loads_and_batches_without_tensorflow(tiny_imdb, tmp_path):
     script = f"""
 import sys
 sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
-from lstm_reviews.batches import NumpyBatches
-from lstm_reviews.tokens import load_token_cache
+from lstm_reviews.data.batches import NumpyBatches
+from lstm_reviews.data.tokens import load_token_cache
 tokens = load_token_cache({str(token_cache_path(config))!r})
 batches = NumpyBatches(tokens.train, 16, 40, shuffle=True, seed=0)
 ids, labels, weights = batches[0]

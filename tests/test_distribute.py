@@ -35,8 +35,8 @@ PLACEMENT = """
 import json, keras, numpy as np
 from keras.src.backend.jax.distribution_lib import distribute_data_input
 from lstm_reviews.config import Config
-from lstm_reviews.distribute import set_up_distribution
-from lstm_reviews.model import build_model
+from lstm_reviews.training.distribute import set_up_distribution
+from lstm_reviews.model.classifier import build_model
 config = Config(distribute="data", vocab_size=50, embedding_dim=8, units=4, batch_size=8)
 distribution = set_up_distribution(config)
 model = build_model(config, 50)
@@ -64,7 +64,7 @@ def test_weights_replicated_and_batches_split():
 REFUSED = """
 import sys
 from lstm_reviews.config import Config
-from lstm_reviews.distribute import set_up_distribution
+from lstm_reviews.training.distribute import set_up_distribution
 from lstm_reviews.errors import UserError
 try:
     set_up_distribution(Config(distribute="data", **{settings}))

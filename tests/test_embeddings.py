@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstm_reviews import embeddings, imdb
 from lstm_reviews.config import Config
-from lstm_reviews.tokens import prepare_tokens
+from lstm_reviews.data import embeddings, imdb
+from lstm_reviews.data.tokens import prepare_tokens
 
 
 def _dense(rows, cols, values, size):

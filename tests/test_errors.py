@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from lstm_reviews import cache
-from lstm_reviews.cache import write_atomically
+from lstm_reviews.data import cache
+from lstm_reviews.data.cache import write_atomically
 from lstm_reviews.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,

@@ -1,4 +1,4 @@
-"""lstm_reviews.inspection, .render and .explain: the inspection equals the trained RNN,
+"""lstm_reviews.inspection.gates, .render and .explain: the inspection equals the trained RNN,
 word counts, the pictures, the CLI."""
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from conftest import FILLER_WORDS, NEGATIVE_WORDS, POSITIVE_WORDS
 
-from lstm_reviews import explain, inspection, render
+from lstm_reviews import explain
 from lstm_reviews.config import Config
-from lstm_reviews.model import build_model, compile_model
+from lstm_reviews.inspection import gates as inspection
+from lstm_reviews.inspection import render
+from lstm_reviews.model.classifier import build_model, compile_model
 from lstm_reviews.rundir import RunDir, load_run
 
 # "don't" carries a character HTML must escape; the rest are the tiny fixture's words.

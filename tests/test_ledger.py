@@ -1,4 +1,4 @@
-"""lstm_reviews.ledger: the tokens' shares A_t add up to the logit, and mean what they claim.
+"""inspection.ledger: the tokens' shares A_t add up to the logit, and mean what they claim.
 
 Models here are tiny (vocabulary 12, 3-dimensional embeddings, 4 units) with random
 N(0, 0.5²) weights on every layer, the logit included, so that gates differ by unit and step.
@@ -17,9 +17,9 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_reviews import ledger as lg
 from lstm_reviews.config import Config
-from lstm_reviews.model import build_model
+from lstm_reviews.inspection import ledger as lg
+from lstm_reviews.model.classifier import build_model
 
 VOCAB, EMBEDDING, UNITS = 12, 3, 4
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
@@ -465,9 +465,9 @@ def test_occlusion_removes_each_token_once():
 
 JAX_SCRIPT = textwrap.dedent("""
     import keras, numpy as np
-    from lstm_reviews import ledger as lg
+    from lstm_reviews.inspection import ledger as lg
     from lstm_reviews.config import Config
-    from lstm_reviews.model import build_model
+    from lstm_reviews.model.classifier import build_model
     assert keras.backend.backend() == "jax", keras.backend.backend()
     assert lg.__file__.startswith(ROOT), lg.__file__
     model = build_model(Config(units=4, embedding_dim=3, bidirectional=True,

@@ -6,9 +6,14 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_reviews.cell import LSTMCell
 from lstm_reviews.config import Config
-from lstm_reviews.model import MaskedTimePooling, build_model, compile_model, learning_rate
+from lstm_reviews.model.cell import LSTMCell
+from lstm_reviews.model.classifier import (
+    MaskedTimePooling,
+    build_model,
+    compile_model,
+    learning_rate,
+)
 
 # The plain model (adversarial training has its own tests: tests/test_adversarial.py).
 TINY = dict(

@@ -9,11 +9,12 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_reviews import imdb, pretrain
 from lstm_reviews.config import Config
-from lstm_reviews.model import build_model
-from lstm_reviews.text import pad
-from lstm_reviews.tokens import prepare_tokens
+from lstm_reviews.data import imdb
+from lstm_reviews.data.text import pad
+from lstm_reviews.data.tokens import prepare_tokens
+from lstm_reviews.model.classifier import build_model
+from lstm_reviews.training import pretrain
 
 
 def small_config(tmp_path, **overrides) -> Config:

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from test_train import tiny_argv
 
-from lstm_reviews import batches, train
+from lstm_reviews import train
 from lstm_reviews.config import Config, config_from_args
+from lstm_reviews.data import batches
+from lstm_reviews.data.tokens import TokenSplit
 from lstm_reviews.errors import UserError
-from lstm_reviews.model import build_model, compile_model
+from lstm_reviews.model.classifier import build_model, compile_model
 from lstm_reviews.rundir import RunDir
-from lstm_reviews.tokens import TokenSplit
 
 EMA = ("--ema-momentum", "0.9", "--lm-epochs", "0")
 # Under JAX (tests/test_backends.py) each batch shape of each new model is an XLA compilation:
@@ -151,7 +152,7 @@ def test_the_kept_and_exported_model_holds_the_averaged_weights(tiny_imdb, tmp_p
 
 
 def _encode(run: RunDir, texts):
-    from lstm_reviews.text import encode, vectorizer_from_vocabulary
+    from lstm_reviews.data.text import encode, vectorizer_from_vocabulary
 
     return encode(vectorizer_from_vocabulary(run.read_vocabulary()), texts)
 
@@ -260,7 +261,7 @@ def test_whole_reviews_are_served_by_default(tmp_path):
 
 
 def test_the_vocabulary_can_count_the_unlabeled_reviews_too(tiny_imdb, tmp_path):
-    from lstm_reviews.tokens import prepare_tokens
+    from lstm_reviews.data.tokens import prepare_tokens
 
     for index in range(3):  # a word only the unlabeled reviews use, many times
         (tiny_imdb / "train" / "unsup" / f"{100 + index}_0.txt").write_text("zyzzyva " * 50)

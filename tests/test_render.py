@@ -1,4 +1,4 @@
-"""lstm_reviews.ledger.review_ledger and the ledger's pictures (lstm_reviews.render): the
+"""inspection.ledger.review_ledger and the ledger's pictures (inspection.render): the
 reading matrix adds up to each token's share, the waterfall to the logit; the PNG and the
 HTML page are written for a short and a long review."""
 
@@ -11,8 +11,8 @@ import pytest
 from test_explain import VOCABULARY, _trained
 from test_ledger import _random_model
 
-from lstm_reviews import ledger as lg
-from lstm_reviews import render
+from lstm_reviews.inspection import ledger as lg
+from lstm_reviews.inspection import render
 
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from serving_helpers import write_run_dir
 
-from lstm_reviews import export, predict, serving_warmup
+from lstm_reviews import export, predict
+from lstm_reviews.serving import warmup as serving_warmup
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,14 @@ import numpy as np
 import pytest
 from serving_helpers import write_run_dir
 
-from lstm_reviews import embeddings, export, pretrain, train
-from lstm_reviews.batches import NumpyBatches, epoch_batches, make_dataset, split_boundaries
+from lstm_reviews import export, train
 from lstm_reviews.config import Config, config_from_args
+from lstm_reviews.data import embeddings
+from lstm_reviews.data.batches import NumpyBatches, epoch_batches, make_dataset, split_boundaries
+from lstm_reviews.data.text import keep_last_tokens, pad
+from lstm_reviews.data.tokens import TokenSplit, load_token_cache, prepare_tokens
 from lstm_reviews.rundir import RunDir
-from lstm_reviews.text import keep_last_tokens, pad
-from lstm_reviews.tokens import TokenSplit, load_token_cache, prepare_tokens
+from lstm_reviews.training import pretrain
 
 TINY_ARGS = [
     "--vocab-size",

@@ -1,4 +1,4 @@
-"""The variants of lstm_reviews.variants: each equals its own equations and, where Keras has
+"""The variants of lstm_reviews.model.variants: each equals its own equations and, where Keras has
 the cell, Keras' layer; each works in the model, the inspection and the ledger.
 
 Random weights throughout (every gate block different), so a swapped gate would fail.
@@ -28,12 +28,18 @@ from test_cell import (
     numpy_lstm,
 )
 
-from lstm_reviews import ledger as lg
-from lstm_reviews.cell import GATE_NAMES, LSTMCell, split_gates
 from lstm_reviews.config import CELL_TYPES, Config
-from lstm_reviews.inspection import build_inspector
-from lstm_reviews.model import build_model
-from lstm_reviews.variants import CELLS, CoupledLSTMCell, GRUCell, PeepholeLSTMCell, gates_twin
+from lstm_reviews.inspection import ledger as lg
+from lstm_reviews.inspection.gates import build_inspector
+from lstm_reviews.model.cell import GATE_NAMES, LSTMCell, split_gates
+from lstm_reviews.model.classifier import build_model
+from lstm_reviews.model.variants import (
+    CELLS,
+    CoupledLSTMCell,
+    GRUCell,
+    PeepholeLSTMCell,
+    gates_twin,
+)
 
 VARIANTS = ("peephole", "coupled", "gru")
 

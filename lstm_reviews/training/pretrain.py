@@ -36,15 +36,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from lstm_reviews import embeddings
-from lstm_reviews import tokens as token_cache
-from lstm_reviews.batches import fixed_shapes
-from lstm_reviews.cache import cached, short_hash, write_atomically
 from lstm_reviews.config import LANGUAGE_MODEL, cache_settings
 from lstm_reviews.crashpoints import crash_point
+from lstm_reviews.data import embeddings
+from lstm_reviews.data import tokens as token_cache
+from lstm_reviews.data.batches import fixed_shapes
+from lstm_reviews.data.cache import cached, short_hash, write_atomically
+from lstm_reviews.data.text import pad
 from lstm_reviews.errors import UserError, batch_end_interrupts, check_interrupt
-from lstm_reviews.model import READER_LAYERS, reader_layers
-from lstm_reviews.text import pad
+from lstm_reviews.model.classifier import READER_LAYERS, reader_layers
 
 BACKUP_EVERY_BATCHES = 200  # a killed pretraining loses at most this many steps
 FIRST_WORD_ID = 2  # 0 is padding, 1 is [UNK]: neither is a word to predict

@@ -20,11 +20,11 @@ import keras
 import ml_dtypes
 from keras import ops
 
-from lstm_reviews.adversarial import AdversarialClassifier
-from lstm_reviews.batches import fixed_shapes
 from lstm_reviews.config import POOLING_MODES
+from lstm_reviews.data.batches import fixed_shapes
 from lstm_reviews.errors import UserError
-from lstm_reviews.variants import CELLS
+from lstm_reviews.model.adversarial import AdversarialClassifier
+from lstm_reviews.model.variants import CELLS
 
 # The names reader_layers gives: the layers a language model pretrains for the classifier.
 READER_LAYERS = ("embedding", "lstm", "bidirectional_lstm")
@@ -89,7 +89,7 @@ def reader_layers(config, vocab_size: int):
     """The layers that read a review: (embedding, recurrent layer), named as the inspection expects.
 
     Shared by the classifier (build_model) and the language model that pretrains them
-    (lstm_reviews.pretrain), so their weights move from one to the other by layer name.
+    (lstm_reviews.training.pretrain), so their weights move from one to the other by layer name.
     """
     if vocab_size < 3:
         raise ValueError(f"vocab_size must cover padding, [UNK] and a word, got {vocab_size}")
@@ -120,7 +120,7 @@ def build_model(config, vocab_size: int) -> keras.Model:
     With config.adversarial_epsilon > 0 or config.vat_epsilon > 0 the same graph is an
     AdversarialClassifier, whose training step adds the loss on adversarially perturbed
     embeddings, or the virtual adversarial loss of the unlabeled reviews that each training
-    batch then ends with (lstm_reviews.adversarial); otherwise a plain functional keras.Model.
+    batch then ends with (lstm_reviews.model.adversarial); otherwise a plain functional keras.Model.
     """
     embedding, rnn = reader_layers(config, vocab_size)
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -211,7 +211,7 @@ def compile_model(model: keras.Model, config, steps_per_epoch: int = 0) -> keras
     cross-entropy on logits, accuracy at logit 0.
 
     With fixed batch shapes (batches.fixed_shapes), batches carry weights <float32>[batch]: 1
-    for a review, 0 for a padding row (lstm_reviews.batches). The loss is the weighted mean,
+    for a review, 0 for a padding row (lstm_reviews.data.batches). The loss is the weighted mean,
     divided by the weights' sum: a topped-up batch trains its reviews as the short batch alone
     would. The metrics "accuracy" and "cross_entropy" are weighted means over all reviews of
     an evaluation. With dynamic shapes, no weights: the plain mean loss and "accuracy".

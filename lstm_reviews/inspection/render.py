@@ -1,6 +1,6 @@
 """Pictures and tables of an inspection, for people: text, PNG (matplotlib) and HTML.
 
-Inputs are what lstm_reviews.inspection (gates) and lstm_reviews.ledger.review_ledger (each
+Inputs are what inspection.gates (gates) and inspection.ledger.review_ledger (each
 token's share of the logit) return; nothing here computes a model.
 """
 
@@ -10,7 +10,7 @@ import html
 
 import numpy as np
 
-from lstm_reviews.inspection import GATES
+from lstm_reviews.inspection.gates import GATES
 
 _SHORT = {"forward": "fwd", "backward": "bwd"}  # the directions in table headers
 
@@ -18,7 +18,7 @@ _SHORT = {"forward": "fwd", "backward": "bwd"}  # the directions in table header
 def format_trace(tokens: list, trace: dict, led: dict | None = None) -> str:
     """The per-token table as text.
 
-    trace: inspection.gate_trace's dict. led: lstm_reviews.ledger.review_ledger's dict, or
+    trace: inspection.gate_trace's dict. led: inspection.ledger.review_ledger's dict, or
     None. With it, the ledger's columns follow the running P(pos): A (both directions), A
     fwd and A bwd, write ‖w_t‖ and retention; the table then leaves out the shares of units
     > 0.5 and ‖i*g‖ (the forward write; "write" covers both directions) to stay narrow.
@@ -228,7 +228,7 @@ def format_ledger_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-# --- the ledger of one review (lstm_reviews.ledger.review_ledger) ---------------------------
+# --- the ledger of one review (inspection.ledger.review_ledger) ---------------------------
 
 # Diverging and symmetric about 0: red pushes the verdict towards negative, blue towards
 # positive, white is no share. The same scale in the PNG and the HTML page.
@@ -456,7 +456,7 @@ _KEY_BACKWARD = "\nThe backward direction reads token t at positions ≤ t."
 
 
 def plot_ledger(tokens: list, led: dict, path, title: str = "", top: int = 12) -> None:
-    """Writes one PNG of a review's ledger (led: lstm_reviews.ledger.review_ledger's dict).
+    """Writes one PNG of a review's ledger (led: inspection.ledger.review_ledger's dict).
 
     tokens: <str>[time], the tokens as the model read them. Panels, top to bottom: (a) the
     review as a page, each token on its share A_t of the logit (diverging colours, a signed
@@ -695,7 +695,7 @@ def render_ledger_html(
 ) -> str:
     """A self-contained HTML page of one review's ledger.
 
-    tokens: <str>[time]; led: lstm_reviews.ledger.review_ledger's dict. The review with each
+    tokens: <str>[time]; led: inspection.ledger.review_ledger's dict. The review with each
     token (one <span class="tok"> each) on its share A_t of the logit (the PNG's diverging
     scale, with a legend), underlined by its write (thickness: ‖w_t‖ over the review's
     largest; opacity: retention); hover a token for A (forward and backward), write, read,

@@ -3,10 +3,10 @@
 How. The run's model.keras is loaded as trained and never retrained. An inspection model is
 built beside it: the same embedding layer, then RNN(the trained cell's twin with
 return_gates=True, return_sequences=True) holding a copy of the trained recurrent weights.
-The trained layer may be RNN(any of our cells, lstm_reviews.variants) or keras.layers.LSTM
+The trained layer may be RNN(any of our cells, lstm_reviews.model.variants) or keras.layers.LSTM
 (our LSTMCell's weight layout, so the copy needs no conversion), alone or inside
 Bidirectional. Its outputs at token t are h_t, c_t and the gates i_t, f_t, o_t and candidate
-c̃_t (see lstm_reviews.cell; for the GRU, c = h, f = z, i = 1 - z, o = 1: lstm_reviews.variants).
+c̃_t (see model.cell; for the GRU, c = h, f = z, i = 1 - z, o = 1: model.variants).
 
 Bidirectional models: the gates shown are the forward direction's, the one that reads the
 review in reading order; the backward direction reads it from the end.
@@ -24,7 +24,7 @@ Word statistics: for chosen words, the mean input-gate opening and cell-state ch
 vocabulary id, reviews truncated as in training). A limit draws that many test reviews at
 random (seeded by the run's seed): the split lists all positive reviews first.
 
-Rendering (lstm_reviews.render) and the command line (lstm_reviews.explain) are apart.
+Rendering (lstm_reviews.inspection.render) and the command line (lstm_reviews.explain) are apart.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from lstm_reviews import batches, imdb, text
-from lstm_reviews.cell import split_gates
 from lstm_reviews.config import DEFAULT_WORDS  # noqa: F401  (this module's default, named here)
+from lstm_reviews.data import batches, imdb, text
 from lstm_reviews.errors import UserError
+from lstm_reviews.model.cell import split_gates
+from lstm_reviews.model.variants import gates_twin
 from lstm_reviews.rundir import Run
-from lstm_reviews.variants import gates_twin
 
 GATES = ("input_gate", "forget_gate", "output_gate")
 # The running prediction runs the model on every prefix of a review: rows of at most
@@ -76,7 +76,7 @@ def forward_recurrent_layer(model: keras.Model):
 
 def _check_standard_lstm(layer) -> None:
     """Our cells, or Keras' LSTM with sigmoid gates and tanh content: refuse anything else."""
-    from lstm_reviews.ledger import check_cell
+    from lstm_reviews.inspection.ledger import check_cell
 
     if layer.go_backwards:
         raise UserError(f"layer {layer.name!r} reads backwards; expected a forward layer")
@@ -91,7 +91,7 @@ def build_inspector(model: keras.Model) -> Inspector:
 
     gates_model: ids <int32>[batch, time] -> <float32>[batch, time, 6 * units], the
     concatenation [h, c, input_gate, forget_gate, output_gate, candidate] of the forward
-    direction at every step (split it with lstm_reviews.cell.split_gates).
+    direction at every step (split it with lstm_reviews.model.cell.split_gates).
     """
     layer, bidirectional = forward_recurrent_layer(model)
     _check_standard_lstm(layer)
@@ -292,7 +292,7 @@ def ledger_word_report(
     top: int = 30,
     min_count: int = 50,
 ) -> dict:
-    """The memory ledger by word over `reviews` (id arrays): lstm_reviews.ledger.word_ledger for
+    """The memory ledger by word over `reviews` (id arrays): inspection.ledger.word_ledger for
     `words`, every token, and the `top` words each way by mean share A (seen >= min_count
     times), found from the data.
 
@@ -301,7 +301,7 @@ def ledger_word_report(
     "half_life_censored", "forward": {...}, "backward": {...}, ...}], "all_tokens": {...},
     "top_positive": [{"word", "id", "count", "mean_A", "mean_abs_A"}], "top_negative": [...]}.
     """
-    from lstm_reviews import ledger
+    from lstm_reviews.inspection import ledger
 
     word_ids = word_vocabulary_ids(run.vocabulary, words)
     known = {word: word_id for word, word_id in word_ids.items() if word_id is not None}

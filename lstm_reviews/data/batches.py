@@ -29,8 +29,8 @@ from collections.abc import Sequence
 import keras  # with the JAX, PyTorch or NumPy backend this does not load TensorFlow
 import numpy as np
 
-from lstm_reviews.text import keep_last_tokens, pad
-from lstm_reviews.tokens import TokenSplit, flat
+from lstm_reviews.data.text import keep_last_tokens, pad
+from lstm_reviews.data.tokens import TokenSplit, flat
 
 # Inspection and the ledger: lengths rounded up to a multiple of 16, at most 38 for 600 tokens.
 LENGTH_MULTIPLE = 16

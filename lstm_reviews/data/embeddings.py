@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_reviews import tokens as token_cache
-from lstm_reviews.cache import cached, require_tensorflow, short_hash, write_atomically
 from lstm_reviews.config import VECTORS, cache_settings
+from lstm_reviews.data import tokens as token_cache
+from lstm_reviews.data.cache import cached, require_tensorflow, short_hash, write_atomically
 from lstm_reviews.errors import UserError
 
 FIRST_WORD_ID = 2  # 0 is padding, 1 is [UNK]: neither has a meaning to learn

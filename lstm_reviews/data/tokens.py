@@ -5,7 +5,7 @@
     unlabeled_ids(config, tokens)   the 50k unlabeled reviews as ids of that vocabulary; cached
 
 Both caches are .npz files in config.cache_dir named by the settings that made them
-(lstm_reviews.cache). `load_token_cache` reads one with NumPy alone, so training can run
+(lstm_reviews.data.cache). `load_token_cache` reads one with NumPy alone, so training can run
 from it on the JAX or PyTorch backends without TensorFlow, and the unlabeled reviews are
 read and encoded once for the word vectors and the language model together.
 """
@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_reviews import imdb
-from lstm_reviews.cache import cached, require_tensorflow, short_hash, write_atomically
 from lstm_reviews.config import TOKENS, cache_settings
+from lstm_reviews.data import imdb
+from lstm_reviews.data.cache import cached, require_tensorflow, short_hash, write_atomically
 from lstm_reviews.errors import UserError
 from lstm_reviews.startup import deferred_import
 
-text = deferred_import("lstm_reviews.text")  # Keras: checking --data needs none
+text = deferred_import("lstm_reviews.data.text")  # Keras: checking --data needs none
 
 log = logging.getLogger(__name__)
 

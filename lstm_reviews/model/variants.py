@@ -1,4 +1,4 @@
-"""The textbook's variants of the LSTM cell, written out like lstm_reviews.cell, and the GRU.
+"""The textbook's variants of the LSTM cell, written out like lstm_reviews.model.cell, and the GRU.
 
 Each is a Keras cell for `keras.layers.RNN` (and so `Bidirectional`), `keras.ops` only, with
 the LSTMCell's arguments, dropout (one input and one recurrent mask per sequence, the
@@ -29,7 +29,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from lstm_reviews.cell import GatedCell, LSTMCell
+from lstm_reviews.model.cell import GatedCell, LSTMCell
 
 
 @keras.saving.register_keras_serializable(package="lstm_reviews")

@@ -9,7 +9,7 @@ read), with units u, review length L and every array below <[units]> at one step
     c_τ = Σ_{t≤τ} (Π_{k=t+1..τ} f_k) ⊙ w_t   the cell is a sum of decayed writes
     h_τ = a_τ ⊙ c_τ,   a_τ = o_τ ⊙ tanh(c_τ) / c_τ   (a_τ = o_τ where c_τ = 0)
 
-The variants of lstm_reviews.variants fit it as they are. The peephole cell's gates read the
+The variants of lstm_reviews.model.variants fit it as they are. The peephole cell's gates read the
 cell, but the sums above take the gates' recorded values, so they hold unchanged; the coupled
 cell writes w_t = (1 - f_t) ⊙ c̃_t; the GRU's update gate is f (c = h, w_t = (1 - z_t) ⊙ h̃_t)
 and its h is its cell read out whole: a_τ = 1. In every case a_τ = h_τ / c_τ, which is how
@@ -45,7 +45,7 @@ retention and half-life).
 
 For one review, review_ledger also splits each A_t over the steps that read it:
 reading[t, τ] = Σ_d ⟨κ_τ ⊙ Π_{k=t+1..τ} f_k, w_t⟩ (d's reading order), Σ_τ reading[t, τ] = A_t;
-lstm_reviews.render draws it.
+lstm_reviews.inspection.render draws it.
 
 The network parts (gates, logits) run through compiled Keras models (predict_on_batch), so
 this works on the TensorFlow and JAX backends; the algebra is float64 NumPy.
@@ -57,11 +57,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from lstm_reviews import batches
-from lstm_reviews.cell import GATE_NAMES
-from lstm_reviews.model import MaskedTimePooling
-from lstm_reviews.text import pad
-from lstm_reviews.variants import CELLS, gates_twin
+from lstm_reviews.data import batches
+from lstm_reviews.data.text import pad
+from lstm_reviews.model.cell import GATE_NAMES
+from lstm_reviews.model.classifier import MaskedTimePooling
+from lstm_reviews.model.variants import CELLS, gates_twin
 
 DIRECTION_NAMES = ("forward", "backward")
 # A float64 log of a forget gate that underflowed to 0: e^-690 ≈ 1e-300, gone either way.
@@ -72,7 +72,7 @@ _LOG_FLOOR = 1e-300
 
 
 def check_cell(layer) -> None:
-    """One of our cells (lstm_reviews.variants.CELLS), or Keras' LSTM with sigmoid gates and
+    """One of our cells (lstm_reviews.model.variants.CELLS), or Keras' LSTM with sigmoid gates and
     tanh content: the algebra above holds."""
     cell = getattr(layer, "cell", None)
     if isinstance(cell, tuple(CELLS.values())):
@@ -451,7 +451,7 @@ def _reading(kappa, forget, w):
 
 
 def review_ledger(model: keras.Model, ids, gate_model: keras.Model | None = None) -> dict:
-    """One review's ledger as plain arrays, ready to draw (lstm_reviews.render.plot_ledger).
+    """One review's ledger as plain arrays, ready to draw (inspection.render.plot_ledger).
 
     ids: one review <int>[time], no padding (time >= 1).
     gate_model: build_gate_model(model), to reuse over many calls.

@@ -19,7 +19,7 @@ from lstm_reviews.errors import UserError
 
 def batch_sizes(config) -> dict[str, int]:
     """The rows of every kind of batch a run steps on, by the option that sets it."""
-    from lstm_reviews.batches import eval_batch_size
+    from lstm_reviews.data.batches import eval_batch_size
 
     sizes = {"--batch-size": config.batch_size, "--eval-batch-size": eval_batch_size(config)}
     if config.vat_epsilon > 0:
@@ -55,7 +55,7 @@ def set_up_distribution(config):
                 f"--distribute data splits each batch over {len(devices)} devices, but "
                 f"{option} is {size}: use a multiple of {len(devices)}"
             )
-    from lstm_reviews.batches import fixed_shapes
+    from lstm_reviews.data.batches import fixed_shapes
 
     if not fixed_shapes(config):
         raise UserError(

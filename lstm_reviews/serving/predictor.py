@@ -1,6 +1,6 @@
 """Serving an exported SavedModel from Python: find its version, load it, predict raw text.
 
-    from lstm_reviews.serving import Predictor
+    from lstm_reviews.serving.predictor import Predictor
     Predictor("saved_models/imdb_lstm")(["A wonderful film.", "Dull."])
     # [{"probability": 0.97, "logit": 3.5, "label": "positive", "tokens": 3}, ...]
 

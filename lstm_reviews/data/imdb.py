@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_reviews.cache import short_hash
+from lstm_reviews.data.cache import short_hash
 from lstm_reviews.errors import UserError
 from lstm_reviews.startup import deferred_import
 

@@ -41,7 +41,7 @@ GATE_NAMES = ("h", "c", "input_gate", "forget_gate", "output_gate", "candidate")
 
 class GatedCell(keras.layers.Layer, DropoutRNNCell):
     """What every cell of this package shares: its arguments, their checks, the dropout seed,
-    the output size and get_config. LSTMCell and the variants (lstm_reviews.variants) add
+    the output size and get_config. LSTMCell and the variants (lstm_reviews.model.variants) add
     their weights, their state and their `call`.
 
     Args:

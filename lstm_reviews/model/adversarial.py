@@ -25,7 +25,7 @@ word vector's norm: choose ε against that.
 
 Virtual adversarial training (`--vat-epsilon`, Miyato et al.'s best: it needs no labels, so
 it reads the 50,000 unlabeled reviews). Each step's batch carries vat_rows unlabeled reviews
-after the labeled ones (lstm_reviews.batches.UnlabeledRows); on them:
+after the labeled ones (lstm_reviews.data.batches.UnlabeledRows); on them:
 
     p          <float32>[U, 1]               the clean logits, a constant
     d          <float>[U, time, E]            ξ · a random direction, normalized per review
