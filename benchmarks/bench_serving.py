@@ -94,9 +94,9 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
+    from lstm_reviews.backend import cpu_model
     from lstm_reviews.errors import UserError
     from lstm_reviews.predict import resolve_model_dir
-    from lstm_reviews.train import cpu_model
 
     with tempfile.TemporaryDirectory() as scratch:
         if args.model:

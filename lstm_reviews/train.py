@@ -24,7 +24,6 @@ import dataclasses
 import importlib.util
 import json
 import os
-import platform
 import sys
 import time
 import types
@@ -33,6 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_reviews.backend import (
+    describe_device,
+    runs_on_tensorflow,
+    set_up_backend,
+    tensorflow_or_none,
+)
 from lstm_reviews.config import Config, config_from_args, option, resume_conflicts
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.data import tokens
@@ -58,70 +63,12 @@ pretrain = deferred_import("lstm_reviews.training.pretrain")
 models = deferred_import("lstm_reviews.model.classifier")
 distribute = deferred_import("lstm_reviews.training.distribute")
 
-# Keras' dtype policy of each --mixed-precision choice.
-POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 # Accuracy is what we report, so it picks the best epoch and stops training.
 MONITOR, MONITOR_MODE = "val_accuracy", "max"
 # A killed run loses at most this many batches (and at most a quarter epoch): the backup
 # within an epoch holds the variables and the position, and the resumed run goes on from it.
 BACKUP_EVERY_BATCHES = 100
 _STATE_FORMAT = 1
-
-
-def _tensorflow_or_none():
-    """TensorFlow if importable, else None (JAX/PyTorch set-ups may lack it)."""
-    try:
-        import tensorflow as tf
-    except ImportError:
-        return None
-    return tf
-
-
-def set_up_backend(config: Config) -> None:
-    """Seeds every generator and picks the float policy; call before building the model.
-
-    Under TensorFlow, op determinism makes the same seed give the same run on a CPU.
-    """
-    keras.utils.set_random_seed(config.seed)
-    if keras.backend.backend() == "tensorflow":
-        tf = _tensorflow_or_none()
-        if tf is not None:
-            tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy(POLICIES[config.mixed_precision])
-
-
-def describe_device() -> str:
-    """The accelerator the backend computes on, in words (e.g. "CPU", "GPU: NVIDIA H100")."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        if device.platform != "cpu":
-            return f"{device.platform.upper()}: {device.device_kind}"
-    if backend == "tensorflow":
-        tf = _tensorflow_or_none()
-        gpus = tf.config.list_physical_devices("GPU") if tf else []
-        if gpus:
-            details = tf.config.experimental.get_device_details(gpus[0])
-            return f"GPU: {details.get('device_name', gpus[0].name)}"
-    if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return f"GPU: {torch.cuda.get_device_name(0)}"
-    return f"CPU: {cpu_model()}, {os.cpu_count()} cores"
-
-
-def cpu_model() -> str:
-    """The CPU's model name where Linux tells it, else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def initialize_reader(model: keras.Model, config: Config, token_data) -> None:
@@ -398,7 +345,7 @@ def _choose_state(run_dir: RunDir, model: keras.Model, states: list):
 def make_callbacks(config: Config, run_dir: RunDir, extra=()) -> list:
     """Keras' callbacks for the epochs: TerminateOnNaN, `extra`, TensorBoard."""
     callbacks = [keras.callbacks.TerminateOnNaN(), *extra]
-    if _tensorflow_or_none() is not None and importlib.util.find_spec("tensorboard"):
+    if tensorflow_or_none() is not None and importlib.util.find_spec("tensorboard"):
         # Keras' TensorBoard writes through tf.summary, which needs the tensorboard package.
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir.logs)))
     else:
@@ -561,7 +508,7 @@ def export_or_explain(config: Config, run_dir: Path):
     if not config.export:
         print(f"Export skipped (--no-export). To export later: {later}")
         return None
-    if not _can_export():
+    if not runs_on_tensorflow():
         print(f"SavedModel export needs the TensorFlow backend. To export later: {later}")
         return None
     from lstm_reviews.export import export_saved_model
@@ -569,10 +516,6 @@ def export_or_explain(config: Config, run_dir: Path):
     path = export_saved_model(run_dir, config.export_dir)
     print(f"SavedModel exported to {path}")
     return path
-
-
-def _can_export() -> bool:
-    return keras.backend.backend() == "tensorflow" and _tensorflow_or_none() is not None
 
 
 def _export(config: Config, run_dir: RunDir, state: RunState) -> None:
@@ -588,7 +531,7 @@ def _export(config: Config, run_dir: RunDir, state: RunState) -> None:
 def _published_before(config: Config, state: RunState) -> Path | None:
     """The version this run published before a kill came ahead of the commit naming it; TF
     Serving would take the same model published again for a new one."""
-    if not (config.export and _can_export()):
+    if not (config.export and runs_on_tensorflow()):
         return None
     from lstm_reviews.export import published_version
 
@@ -647,7 +590,7 @@ def _train_and_evaluate(
     if states:
         newest = RunState.from_dict(states[0][1])
         if newest.evaluated:
-            if not (config.export and newest.exported is None and _can_export()):
+            if not (config.export and newest.exported is None and runs_on_tensorflow()):
                 raise UserError(
                     f"--resume: the run in {run_dir.path} already finished (metrics.json exists)"
                 )
@@ -765,7 +708,12 @@ def _interrupted_message(config: Config) -> str:
         )
     if (run_dir / METRICS).exists():
         states = run_dir.read_states()
-        if config.export and states and states[0][1].get("exported") is None and _can_export():
+        if (
+            config.export
+            and states
+            and states[0][1].get("exported") is None
+            and runs_on_tensorflow()
+        ):
             return (
                 f"Interrupted during the export; the run in {run_dir.path} is trained and "
                 f"evaluated: --resume exports it."

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from serving_helpers import write_run_dir
 
-from lstm_reviews import export, train
+from lstm_reviews import backend, export, train
 from lstm_reviews.config import Config, config_from_args
 from lstm_reviews.data import embeddings
 from lstm_reviews.data.batches import NumpyBatches, epoch_batches, make_dataset, split_boundaries
@@ -133,7 +133,7 @@ def test_training_starts_from_the_pretrained_language_model(tiny_imdb, tmp_path)
 
 def test_one_training_step_changes_every_trainable_weight(tiny_imdb, tmp_path):
     config = config_from_args(tiny_argv(tiny_imdb, tmp_path))
-    train.set_up_backend(config)
+    backend.set_up_backend(config)
     tokens = prepare_tokens(config)
     model = train.models.compile_model(
         train.models.build_model(config, len(tokens.vocabulary)), config
@@ -613,7 +613,7 @@ def test_run_dir_turned_read_only_mid_run_is_one_line(tiny_imdb, tmp_path, monke
 
 
 def test_disk_full_in_the_final_export_is_one_line(tiny_imdb, tmp_path, monkeypatch, capsys):
-    if not train._can_export():
+    if not backend.runs_on_tensorflow():
         pytest.skip("the export needs the TensorFlow backend")
     import tensorflow as tf
 

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import keras  # with the JAX, PyTorch or NumPy backend this does not load TensorFlow
 import numpy as np
 
+from lstm_reviews.backend import runs_on_tensorflow
 from lstm_reviews.data.text import keep_last_tokens, pad
 from lstm_reviews.data.tokens import TokenSplit, flat
 
@@ -281,13 +282,7 @@ def padding_share(batches) -> float:
 
 def uses_tf_data() -> bool:
     """tf.data under the TensorFlow backend (when TensorFlow is installed), else NumpyBatches."""
-    if keras.backend.backend() != "tensorflow":
-        return False
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return runs_on_tensorflow()
 
 
 def split_boundaries(split: TokenSplit, config) -> list | None:
