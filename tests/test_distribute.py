@@ -18,9 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TWO_CPUS = "--xla_force_host_platform_device_count=2"
 
 
-def _python(args: list[str], backend: str = "jax", devices: int = 2, **kwargs):
+def _python(
+    args: list[str], backend: str = "jax", devices: int = 2, env_extra: dict | None = None, **kwargs
+):
     env = {
         **os.environ,
+        **(env_extra or {}),
         "KERAS_BACKEND": backend,
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": str(ROOT),
@@ -104,30 +107,31 @@ def _history(run_dir: Path) -> dict[str, np.ndarray]:
     return {key: np.array([float(row[key]) for row in rows]) for key in ("loss", "val_loss")}
 
 
-def test_same_losses_as_one_device(tiny_imdb, tmp_path):
-    histories = {}
-    for mode in ("off", "data"):
-        argv = tiny_argv(
-            tiny_imdb,
-            tmp_path,
-            "--epochs",
-            "2",
-            "--lm-epochs",
-            "0",
-            "--distribute",
-            mode,
-            run=f"run-{mode}",
-        )
-        done = _python(["-m", "lstm_reviews.train", *argv])
-        assert done.returncode == 0, done.stderr[-3000:]
+def test_same_losses_as_one_device_and_after_a_kill(tiny_imdb, tmp_path):
+    """The same tiny run on one device, on two, and on two killed once epoch 1 is committed
+    then resumed (epoch 1's backup loaded into the distributed model)."""
+    runs = {}
+    for run, mode in (("run-off", "off"), ("run-data", "data"), ("killed", "data")):
+        argv = ["--epochs", "2", "--lm-epochs", "0", "--distribute", mode]
+        runs[run] = tiny_argv(tiny_imdb, tmp_path, *argv, run=run)
+        crash = {"LSTM_REVIEWS_CRASH_AT": "after-commit"} if run == "killed" else {}
+        done = _python(["-m", "lstm_reviews.train", *runs[run]], env_extra=crash)
+        assert done.returncode == (-9 if crash else 0), done.stderr[-3000:]
         if mode == "data":
             assert "Data parallel over 2 devices" in done.stdout
-        histories[mode] = _history(tmp_path / f"run-{mode}")
+    state = json.loads((tmp_path / "killed" / "state.json").read_text())
+    assert state["epochs_done"] == 1 and not state["fit_done"]
+    resumed = _python(["-m", "lstm_reviews.train", *runs["killed"], "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    histories = {run: _history(tmp_path / run) for run in runs}
     # The same step on each side; only the order of float32 sums differs (each device sums
     # its half of the batch, then the halves are added): a relative 1e-7 or so per sum,
     # which two short epochs carry forward. 1e-6 leaves room for that; a wrong split (each
     # device stepping on its half alone, or on the whole batch twice) moves these losses by
     # far more, as much as one epoch moves them here.
     for key in ("loss", "val_loss"):
-        np.testing.assert_allclose(histories["data"][key], histories["off"][key], rtol=1e-6)
-    assert len(histories["off"]["loss"]) == 2
+        np.testing.assert_allclose(histories["run-data"][key], histories["run-off"][key], rtol=1e-6)
+        np.testing.assert_allclose(histories["killed"][key], histories["run-data"][key], rtol=1e-6)
+    assert len(histories["run-off"]["loss"]) == 2
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text()) for run in runs]
+    assert metrics[2]["test_accuracy"] == pytest.approx(metrics[1]["test_accuracy"], abs=1e-6)
