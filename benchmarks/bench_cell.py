@@ -67,6 +67,11 @@ def build_parser():
         action="store_true",
         help="also time RNN of the peephole, coupled and GRU cells, and keras.layers.GRU",
     )
+    parser.add_argument(
+        "--bidirectional",
+        action="store_true",
+        help="both directions, as the classifier reads (keras.layers.Bidirectional)",
+    )
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write the results here")
     return parser
 
@@ -110,6 +115,8 @@ def build_model(kind, args):
         recurrent = keras.layers.GRU(args.units, name="lstm")
     else:
         recurrent = keras.layers.RNN(CELLS["lstm" if kind == "ours" else kind](args.units))
+    if args.bidirectional:
+        recurrent = keras.layers.Bidirectional(recurrent)
     logit = keras.layers.Dense(1, name="logit")(recurrent(x))
     model = keras.Model(ids, logit, name=f"{kind}_lstm")
     model.compile(
