@@ -10,8 +10,8 @@ part's share. Needs a max_mean run. Minutes on 2 CPU cores for 5,000 reviews.
 
 import argparse
 
-from lstm_reviews.inspection import gates as inspection
-from lstm_reviews.inspection import ledger
+from lstm_reviews.config import DEFAULT_WORDS
+from lstm_reviews.inspection import ledger_words, word_report
 from lstm_reviews.rundir import load_run
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -20,9 +20,9 @@ parser.add_argument("--data", help="aclImdb dir or tarball (default: the run's c
 parser.add_argument("--limit", type=int, default=5000, help="seeded sample of test reviews")
 args = parser.parse_args()
 run = load_run(args.run_dir)
-reviews = inspection.load_test_reviews(run, data=args.data, limit=args.limit)
-words = inspection.DEFAULT_WORDS
-ids = {w: i for w, i in inspection.word_vocabulary_ids(run.vocabulary, words).items() if i}
+reviews = word_report.load_test_reviews(run, data=args.data, limit=args.limit)
+words = DEFAULT_WORDS
+ids = {w: i for w, i in word_report.word_vocabulary_ids(run.vocabulary, words).items() if i}
 head = run.model.get_layer("logit")
 kernel, bias = head.get_weights()
 half = kernel.shape[0] // 2  # pooled = [max over time, mean over time]
@@ -31,7 +31,7 @@ for part, rows in (("max", slice(half, None)), ("mean", slice(0, half)), ("both"
     k = kernel.copy()
     k[rows] = 0.0  # silence the other part
     head.set_weights([k, bias])
-    report = ledger.word_ledger(run.model, reviews, ids, n_boot=100)
+    report = ledger_words.word_ledger(run.model, reviews, ids, n_boot=100)
     results[part] = {w: report["words"][w]["mean_abs_A"] for w in ids}
     results[part]["(all)"] = report["all"]["mean_abs_A"]
 head.set_weights([kernel, bias])

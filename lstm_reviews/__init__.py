@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 # callable: lstm_reviews.train(config, run_dir) is lstm_reviews.api.train.
 _LAZY = {
     "Config": "lstm_reviews.config",
-    "Explanation": "lstm_reviews.explain",
+    "Explanation": "lstm_reviews.inspection.explanation",
     "Predictor": "lstm_reviews.serving.predictor",
     "Run": "lstm_reviews.api",
     "load_run": "lstm_reviews.api",

@@ -10,8 +10,8 @@
     lstm_reviews.Predictor(version)(["An amazing film."])   # the SavedModel, raw text in
 
 The commands call the same functions: `train` is train.train_and_evaluate, `explain` is
-explain.explain_review, `export` is export.export_saved_model, `Predictor` is what
-`python -m lstm_reviews.predict` calls. This module sits above them all (it imports them,
+inspection.explanation.explain_review, `export` is export.export_saved_model, `Predictor` is
+what `python -m lstm_reviews.predict` calls. This module sits above them all (it imports them,
 none imports it), and `import lstm_reviews` loads none of it until a name is used.
 """
 
@@ -73,10 +73,10 @@ class Run(rundir.Run):
         ]
 
     def explain(self, review: str):
-        """One review's gates and memory ledger: an explain.Explanation (.tokens, .shares,
-        .gates, .probability; .table(), .plot(path), .html(path)). UserError if the review
-        has no tokens."""
-        from lstm_reviews.explain import explain_review
+        """One review's gates and memory ledger: an inspection.explanation.Explanation (.tokens,
+        .shares, .gates, .probability; .table(), .plot(path), .html(path)). UserError if the
+        review has no tokens."""
+        from lstm_reviews.inspection.explanation import explain_review
 
         return explain_review(self, review)
 

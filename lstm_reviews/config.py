@@ -66,7 +66,7 @@ PRESETS = {
         "mixed_precision": "bfloat16",
     },
 }
-# The words of explain's word report when --words names none (lstm_reviews.inspection.gates): two
+# The words of explain's word report when --words names none (inspection.word_report): two
 # strong verdict words and four common ones. Here, light to import, so explain's --help
 # lists them without loading Keras.
 DEFAULT_WORDS = ("amazing", "awesome", "this", "give", "all", "should")

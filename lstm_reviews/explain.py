@@ -4,12 +4,12 @@
     python -m lstm_reviews.explain --model runs/imdb_lstm "..." --plot ledger.png --html ledger.html
     python -m lstm_reviews.explain --model runs/imdb_lstm --words --limit 2000 --json words.json
 
-From Python: explain_review(run, text) returns an Explanation (lstm_reviews.api: run.explain),
-whose .table(), .plot() and .html() are what this command prints and writes. The maths is in
-inspection.gates and inspection.ledger (each token's share of the logit), the
-pictures and tables in inspection.render. --plot, --html and --json are checked before the
-work: a folder, a missing or unwritable folder, or a name without .png/.html/.json is refused;
-a write that fails still, after the work, is one line naming the file and its option. Exit
+This module is the command only. From Python: inspection.explanation.explain_review(run, text)
+returns an Explanation (lstm_reviews.api: run.explain), whose .table(), .plot() and .html()
+are what this command prints and writes; the word report is inspection.word_report's (one pass
+over the reviews), its tables inspection.tables'. --plot, --html and --json are checked before
+the work: a folder, a missing or unwritable folder, or a name without .png/.html/.json is
+refused; a write that fails still, after the work, is one line naming the file and its option. Exit
 codes: 0 done, 1 a write failed for the machine (disk full, read-only file system), 2 a usage
 error, an unusable run directory or a write refused (no permission), 130 interrupted.
 """
@@ -17,25 +17,22 @@ error, an unusable run directory or a write refused (no permission), 130 interru
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import html
 import json
 import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from lstm_reviews.config import DEFAULT_WORDS
 from lstm_reviews.data.cache import write_text_atomically
-from lstm_reviews.errors import UserError, run_command
+from lstm_reviews.errors import run_command
 from lstm_reviews.rundir import Run, load_run
 from lstm_reviews.startup import deferred_import
 
 # Imported on first use: --help and option errors answer without Keras or TensorFlow.
+explanation = deferred_import("lstm_reviews.inspection.explanation")
 inspection = deferred_import("lstm_reviews.inspection.gates")
-ledger = deferred_import("lstm_reviews.inspection.ledger")
-render = deferred_import("lstm_reviews.inspection.render")
+tables = deferred_import("lstm_reviews.inspection.tables")
+word_report = deferred_import("lstm_reviews.inspection.word_report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,168 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _json_list(values) -> list:
-    """An array as a JSON list, NaN (a censored half-life, a zero write) as null."""
-    return [None if np.isnan(value) else float(value) for value in np.asarray(values, float)]
-
-
-@dataclasses.dataclass
-class Explanation:
-    """One review as the model read it: its tokens, each token's share of the logit (the memory
-    ledger, inspection.ledger) and the forward direction's gates (inspection.gates).
-
-    tokens: the tokens read, in order (at most the last config.eval_max_length).
-    shares: <float64>[tokens] each token's share A_t of the logit, both directions; they add
-        up to logit - bias.
-    gates: {"input_gate", "forget_gate", "output_gate"} -> <float32>[tokens], the gate's mean
-        over units at each token (the forward direction).
-    probability: P(positive) of the whole review; logit, bias: the verdict's.
-    trace: inspection.gate_trace's dict; ledger: ledger.review_ledger's dict (every array).
-    """
-
-    run_path: Path
-    tokens: list
-    review_tokens: int  # the review's tokens before eval_max_length cut it
-    units: int
-    bidirectional: bool
-    note: str  # which direction the gates are of
-    trace: dict
-    ledger: dict
-
-    @property
-    def shares(self) -> np.ndarray:
-        return self.ledger["A"]
-
-    @property
-    def gates(self) -> dict:
-        return {gate: self.trace[f"{gate}_mean"] for gate in inspection.GATES}
-
-    @property
-    def logit(self) -> float:
-        return float(self.ledger["logit"])
-
-    @property
-    def bias(self) -> float:
-        return float(self.ledger["bias"])
-
-    @property
-    def probability(self) -> float:
-        return float(self.trace["probability"][-1])
-
-    @property
-    def truncated(self) -> bool:
-        return len(self.tokens) < self.review_tokens
-
-    def title(self) -> str:
-        title = f"The verdict's ledger: {self.run_path.name}"
-        if self.truncated:
-            title += (
-                f" (the last {len(self.tokens)} of the review's {self.review_tokens} tokens, "
-                f"as in evaluation)"
-            )
-        return title
-
-    def table(self) -> str:
-        """The text `python -m lstm_reviews.explain --model RUN_DIR TEXT` prints."""
-        lines = [f"model: {self.run_path} ({self.units} units)", self.note]
-        if self.truncated:
-            lines.append(
-                f"the review has {self.review_tokens} tokens: kept the last {len(self.tokens)} "
-                f"(eval_max_length), as in evaluation"
-            )
-        lines.append(
-            "per token: input, forget, output = gate mean over units; |dc| = ||c_t - c_(t-1)||; "
-            "P(pos) = the model's prediction if the review ended at this token; "
-            "A = the token's share of the logit (A fwd, A bwd: per direction; the A add up to "
-            "logit - bias); write = ||i_t * candidate_t|| over both directions; ret = the share "
-            "of the write kept to the end of reading"
-        )
-        lines.append(render.format_trace(self.tokens, self.trace, self.ledger))
-        lines.append(
-            f"logit {self.logit:+.4f} = bias {self.bias:+.4f} + sum of A {self.shares.sum():+.4f}"
-        )
-        return "\n".join(lines)
-
-    def plot(self, path) -> Path:
-        """Writes the ledger's picture as a PNG at `path` (render.plot_ledger); returns it."""
-        render.plot_ledger(self.tokens, self.ledger, path, title=self.title())
-        return Path(path)
-
-    def html(self, path) -> Path:
-        """Writes the ledger as an HTML page at `path`, the gate view after it; returns it."""
-        direction = "forward direction" if self.bidirectional else "the LSTM"
-        gates = (
-            f"<h2>Gate view ({html.escape(direction)})</h2>\n<p>{html.escape(self.note)}</p>\n"
-            + render.gate_sections(self.tokens, self.trace, level=3)
-        )
-        page = render.render_ledger_html(
-            self.tokens,
-            self.ledger,
-            title=f"The verdict's ledger: {self.run_path}",
-            note=self.note,
-            extra=gates,
-        )
-        write_text_atomically(Path(path), page)
-        return Path(path)
-
-    def to_json(self) -> dict:
-        """What `explain --json` writes under "trace": lists and numbers only."""
-        keys = [f"{gate}_{kind}" for gate in inspection.GATES for kind in ("mean", "open")]
-        keys += ["cell_change", "write", "logit", "probability"]
-        led = self.ledger
-        shares = ["A", "read", "write", "retention"] + [
-            f"{key}_{name}" for name in led["directions"] for key in ("A", "retention", "half_life")
-        ]
-        return {
-            "tokens": self.tokens,
-            **{key: self.trace[key].tolist() for key in keys},
-            "ledger": {
-                "logit": led["logit"],
-                "bias": led["bias"],
-                **{key: _json_list(led[key]) for key in shares},
-            },
-        }
-
-
-def explain_review(
-    run: Run, review: str, inspector: inspection.Inspector | None = None
-) -> Explanation:
-    """One review's Explanation, read as the test set is read; UserError if no token is left.
-
-    inspector: inspection.build_inspector(run.model), to reuse over many reviews.
-    """
-    ids = run.encode([review])[0]
-    if ids.size == 0:
-        raise UserError(f"the text has no tokens after standardization: {review!r}")
-    inspector = inspector or inspection.build_inspector(run.model)
-    return Explanation(
-        run_path=Path(run.path),
-        tokens=[run.vocabulary[k] for k in ids],
-        review_tokens=len(run.encode([review], truncate=False)[0]),
-        units=inspector.units,
-        bidirectional=inspector.bidirectional,
-        note=inspection.direction_note(inspector),
-        trace=inspection.gate_trace(inspector, ids),
-        ledger=ledger.review_ledger(run.model, ids),
-    )
-
-
-def _trace_command(run: Run, inspector: inspection.Inspector, args) -> dict:
-    explanation = explain_review(run, args.text, inspector)
-    print(explanation.table())
+def _trace_command(run: Run, inspector, args) -> dict:
+    explained = explanation.explain_review(run, args.text, inspector)
+    print(explained.table())
     if args.plot:
-        explanation.plot(args.plot)
+        explained.plot(args.plot)
         print(f"wrote {args.plot}")
     if args.html:
-        explanation.html(args.html)
+        explained.html(args.html)
         print(f"wrote {args.html}")
-    return explanation.to_json()
+    return explained.to_json()
 
 
-def _words_command(run: Run, inspector: inspection.Inspector, args) -> dict:
-    reviews = inspection.load_test_reviews(run, args.data, args.limit)
+def _words_command(run: Run, inspector, args) -> dict:
+    reviews = word_report.load_test_reviews(run, args.data, args.limit)
     words = args.words or DEFAULT_WORDS
-    ledger = inspection.ledger_word_report(run, reviews, words, batch_size=args.batch_size)
+    # One pass over the reviews feeds both reports.
+    reports = word_report.word_reports(run, inspector, reviews, words, batch_size=args.batch_size)
+    ledger, gates = reports["ledger"], reports["gates"]
     print(f"model: {run.path}; word report over {len(reviews)} test reviews")
     print(
         "memory ledger, both directions: A = the token's exact share of the logit (what it "
@@ -263,13 +116,12 @@ def _words_command(run: Run, inspector: inspection.Inspector, args) -> dict:
         "still in the cell at the review's end; half-life in tokens (median; censored = not "
         "halved before the end)"
     )
-    print(render.format_ledger_report(ledger))
-    gates = inspection.word_report(run, inspector, reviews, words, batch_size=args.batch_size)
+    print(tables.format_ledger_report(ledger))
     print(
         f"\ngates, {inspection.direction_note(inspector)}: means when the word is read; "
         f"|dc| = ||c_t - c_(t-1)||, |i*g| = ||i_t * candidate_t||"
     )
-    print(render.format_word_report(gates))
+    print(tables.format_word_report(gates))
     return {"reviews": len(reviews), "ledger": ledger, **gates}
 
 

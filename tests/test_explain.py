@@ -1,5 +1,5 @@
-"""lstm_reviews.inspection.gates, .render and .explain: the inspection equals the trained RNN,
-word counts, the pictures, the CLI."""
+"""lstm_reviews.inspection.gates, .word_report, .gate_views and .explain: the inspection equals
+the trained RNN, word counts, the pictures, the CLI."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from conftest import FILLER_WORDS, NEGATIVE_WORDS, POSITIVE_WORDS
 
 from lstm_reviews import explain
 from lstm_reviews.config import Config
+from lstm_reviews.inspection import gate_views, word_report
 from lstm_reviews.inspection import gates as inspection
-from lstm_reviews.inspection import render
+from lstm_reviews.inspection.explanation import explain_review
 from lstm_reviews.model.classifier import build_model, compile_model
 from lstm_reviews.rundir import RunDir, load_run
 
@@ -256,7 +257,7 @@ def test_word_statistics_match_hand_count(forward_model):
 
 
 def test_word_ids_use_training_standardization():
-    ids = inspection.word_vocabulary_ids(VOCABULARY, ["Amazing", "zzzz", "this movie", "DON'T"])
+    ids = word_report.word_vocabulary_ids(VOCABULARY, ["Amazing", "zzzz", "this movie", "DON'T"])
     assert ids == {
         "Amazing": VOCABULARY.index("amazing"),
         "zzzz": None,
@@ -277,7 +278,7 @@ def test_render_html_escapes_tokens():
             "probability",
         )
     }
-    page = render.render_html(tokens, trace, title="t<1>")
+    page = gate_views.render_html(tokens, trace, title="t<1>")
     assert "<script>" not in page and "a&b" not in page and "t<1>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "a&amp;b" in page
 
@@ -449,3 +450,77 @@ def test_cli_write_refused_after_the_work_is_one_line(
     (line,) = captured.err.splitlines()
     assert line.startswith(f"error: cannot write to {name}: ") and line.endswith(f" ({flag})")
     assert not Path(name).exists()
+
+
+def _renamed_recurrent_layer(model: keras.Model) -> keras.Model:
+    """The same model, its recurrent layer under a name build_model never gives."""
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name in ("lstm", "bidirectional_lstm"):
+            config["name"] = "reader"
+        return layer.__class__.from_config(config)
+
+    renamed = keras.models.clone_model(model, clone_function=clone)
+    renamed.set_weights(model.get_weights())
+    return renamed
+
+
+def test_the_recurrent_layer_is_found_by_type_not_name(forward_model):
+    from lstm_reviews.model.classifier import recurrent_layer
+
+    renamed = _renamed_recurrent_layer(forward_model)
+    assert recurrent_layer(renamed).name == "reader"
+    assert recurrent_layer(forward_model) is forward_model.get_layer("lstm")
+    # The gate view finds it as the ledger does, and reads the same gates.
+    inspector = inspection.build_inspector(renamed)
+    trace = inspection.gate_trace(inspector, REVIEW)
+    expected = inspection.gate_trace(inspection.build_inspector(forward_model), REVIEW)
+    for name in ("h", "c", "input_gate", "forget_gate", "output_gate", "candidate"):
+        np.testing.assert_array_equal(trace[name], expected[name], err_msg=name)
+
+
+def _gate_model_calls(monkeypatch) -> list:
+    """Records the name of every model predict_on_batch runs on, from now on."""
+    calls = []
+    original = keras.Model.predict_on_batch
+
+    def counted(self, x):
+        calls.append(self.name)
+        return original(self, x)
+
+    monkeypatch.setattr(keras.Model, "predict_on_batch", counted)
+    return calls
+
+
+def test_word_report_reads_each_batch_once_with_one_gate_model(
+    bi_run, tiny_imdb, monkeypatch, capsys
+):
+    texts = list((tiny_imdb / "test").glob("*/*.txt"))
+    batch_size = 3
+    calls = _gate_model_calls(monkeypatch)
+    argv = ["--model", str(bi_run), "--words", "amazing", "--data", str(tiny_imdb)]
+    assert explain.main(argv + ["--batch-size", str(batch_size)]) == 0
+    # One gate model, run once per batch: the gate means and the ledger share its outputs.
+    assert calls == ["ledger_gates"] * -(-len(texts) // batch_size)
+    assert f"word report over {len(texts)} test reviews" in capsys.readouterr().out
+
+
+def test_trace_reads_the_gates_with_the_ledgers_gate_model(bi_run, monkeypatch):
+    run = load_run(bi_run)
+    calls = _gate_model_calls(monkeypatch)
+    explain_review(run, "a wonderful film, amazing actors")
+    gate_calls = [name for name in calls if name != run.model.name]
+    assert gate_calls == ["ledger_gates", "ledger_gates"]  # the gate view, then the ledger
+
+
+def test_one_pass_reports_equal_the_reports_made_apart(bi_run):
+    run = load_run(bi_run)
+    rng = np.random.default_rng(7)
+    reviews = [rng.integers(2, len(VOCABULARY), size=n).astype(np.int32) for n in (3, 9, 5, 14)]
+    words = ["amazing", "this", "nonword"]
+    inspector = inspection.build_inspector(run.model)
+    together = word_report.word_reports(run, inspector, reviews, words, batch_size=2)
+    assert together["gates"] == word_report.word_report(run, inspector, reviews, words, 2)
+    assert together["ledger"] == word_report.ledger_word_report(run, reviews, words, 2)
+    assert together["gates"]["all_tokens"]["count"] == sum(map(len, reviews))

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 from lstm_reviews.config import Config
+from lstm_reviews.inspection import crosscheck, ledger_words
+from lstm_reviews.inspection import gate_model as gm
 from lstm_reviews.inspection import ledger as lg
 from lstm_reviews.model.classifier import build_model
 
@@ -128,7 +130,7 @@ def test_token_shares_sum_to_the_logit(bidirectional, pooling, dtype):
 def test_keras_lstm_layers_are_read_the_same_way():
     """keras.layers.LSTM, inside Bidirectional: same algebra, same identity."""
     model = _random_model(True, "max_mean", seed=3, keras_lstm=True)
-    assert all(isinstance(layer, keras.layers.LSTM) for layer in lg.directions(model))
+    assert all(isinstance(layer, keras.layers.LSTM) for layer in gm.directions(model))
     ids = _padded_batch(seed=4)
     result = lg.ledger(model, ids)
     np.testing.assert_allclose(
@@ -138,18 +140,18 @@ def test_keras_lstm_layers_are_read_the_same_way():
 
 def test_directions_and_their_errors():
     bi = _random_model(True, "max", seed=5)
-    forward, backward = lg.directions(bi)
+    forward, backward = gm.directions(bi)
     assert (forward.go_backwards, backward.go_backwards) == (False, True)
-    assert len(lg.directions(_random_model(False, "max", seed=5))) == 1
+    assert len(gm.directions(_random_model(False, "max", seed=5))) == 1
 
     ids = keras.Input(shape=(None,), dtype="int32")
     x = keras.layers.Embedding(VOCAB, EMBEDDING, mask_zero=True)(ids)
     gru = keras.Model(ids, keras.layers.GRU(UNITS, return_sequences=True)(x))
     with pytest.raises(ValueError, match="GRUCell"):
-        lg.directions(gru)
+        gm.directions(gru)
     dense = keras.Model(ids, keras.layers.Dense(1)(x))
     with pytest.raises(ValueError, match="0 recurrent layers"):
-        lg.directions(dense)
+        gm.directions(dense)
     with pytest.raises(ValueError, match="right-padded"):
         lg.ledger(bi, np.array([[3, 0, 4]], dtype=np.int32))
 
@@ -159,7 +161,7 @@ def test_gates_are_the_trained_layers_states_at_token_positions():
     pooling them as MaskedTimePooling does gives the model's pooled features."""
     model = _random_model(True, "max_mean", seed=6)
     ids = _padded_batch(seed=7)
-    forward, backward = lg.gates(model, ids)
+    forward, backward = gm.gates(model, ids)
     trained = keras.Model(
         model.input,
         [model.get_layer("bidirectional_lstm").output, model.get_layer("pooling").output],
@@ -178,7 +180,7 @@ def test_gates_are_the_trained_layers_states_at_token_positions():
 def test_padding_does_not_change_a_reviews_ledger():
     model = _random_model(True, "max_mean", seed=8)
     batch = _padded_batch(seed=9, extra=4)  # every row padded, some by many steps
-    gate_model = lg.build_gate_model(model)
+    gate_model = gm.build_gate_model(model)
     together = lg.ledger(model, batch, gate_model=gate_model)
     for row, length in enumerate(LENGTHS):
         alone = lg.ledger(model, batch[row, :length], gate_model=gate_model)
@@ -343,13 +345,13 @@ def word_model():
 @pytest.fixture(scope="module")
 def per_review(word_model):
     """Each review's ledger computed alone: the direct count."""
-    gate_model = lg.build_gate_model(word_model)
+    gate_model = gm.build_gate_model(word_model)
     return [lg.ledger(word_model, review, gate_model=gate_model) for review in REVIEWS]
 
 
 def test_word_report_matches_direct_counts(word_model, per_review):
     word_ids = {"three": 3, "eight": 8, "absent": 11}
-    report = lg.word_ledger(
+    report = ledger_words.word_ledger(
         word_model, REVIEWS + [np.array([], np.int32)], word_ids, batch_size=3, n_boot=200, seed=1
     )
     tokens = np.concatenate(REVIEWS)
@@ -397,13 +399,17 @@ def test_word_report_matches_direct_counts(word_model, per_review):
     assert report["by_id"]["count"][11] == 0 and np.isnan(report["by_id"]["mean_A"][11])
 
     # Seeded: the same interval again, whichever other words are asked for.
-    again = lg.word_ledger(word_model, REVIEWS, {"three": 3}, batch_size=5, n_boot=200, seed=1)
+    again = ledger_words.word_ledger(
+        word_model, REVIEWS, {"three": 3}, batch_size=5, n_boot=200, seed=1
+    )
     interval = report["words"]["three"]["mean_A_ci"]
     assert again["words"]["three"]["mean_A_ci"] == pytest.approx(interval)
 
 
 def test_word_report_above_the_bootstrap_limit_uses_the_normal_interval(word_model, per_review):
-    report = lg.word_ledger(word_model, REVIEWS, {"three": 3}, bootstrap_limit=4, n_boot=50)
+    report = ledger_words.word_ledger(
+        word_model, REVIEWS, {"three": 3}, bootstrap_limit=4, n_boot=50
+    )
     stats = report["words"]["three"]
     assert stats["ci_method"] == "normal" and stats["count"] > 4
     A = np.concatenate([result["A"][0, review == 3] for result, review in zip(per_review, REVIEWS)])
@@ -412,11 +418,11 @@ def test_word_report_above_the_bootstrap_limit_uses_the_normal_interval(word_mod
 
 
 def test_top_words_respect_the_minimum_count(word_model, per_review):
-    report = lg.word_ledger(word_model, REVIEWS, batch_size=4, n_boot=10)
+    report = ledger_words.word_ledger(word_model, REVIEWS, batch_size=4, n_boot=10)
     tokens = np.concatenate(REVIEWS)
     shares = np.concatenate([result["A"][0] for result in per_review])
     min_count = 5
-    top = lg.top_words(report, n=2, min_count=min_count)
+    top = ledger_words.top_words(report, n=2, min_count=min_count)
     eligible = {
         word: shares[tokens == word].mean()
         for word in np.unique(tokens)
@@ -427,7 +433,7 @@ def test_top_words_respect_the_minimum_count(word_model, per_review):
     negative = sorted((w for w in eligible if eligible[w] < 0), key=lambda w: eligible[w])[:2]
     assert top["positive"].tolist() == positive and top["negative"].tolist() == negative
     assert all(report["by_id"]["count"][w] >= min_count for w in positive + negative)
-    assert lg.top_words(report, min_count=1000)["positive"].size == 0
+    assert ledger_words.top_words(report, min_count=1000)["positive"].size == 0
 
 
 # ---------------------------------------------------------------- cross-checks
@@ -435,21 +441,21 @@ def test_top_words_respect_the_minimum_count(word_model, per_review):
 
 def test_rank_correlation_of_known_arrays():
     a = np.array([0.3, -1.0, 2.5, 7.0, 0.0])
-    assert lg.rank_correlation(a, a**3) == pytest.approx(1.0)
-    assert lg.rank_correlation(a, -a) == pytest.approx(-1.0)
+    assert crosscheck.rank_correlation(a, a**3) == pytest.approx(1.0)
+    assert crosscheck.rank_correlation(a, -a) == pytest.approx(-1.0)
     # Ties share their average rank: ranks (0.5, 0.5, 2) against (0, 1, 2).
     ranks_a, ranks_b = np.array([0.5, 0.5, 2.0]), np.array([0.0, 1.0, 2.0])
     expected = np.corrcoef(ranks_a, ranks_b)[0, 1]
-    assert lg.rank_correlation([1, 1, 3], [10, 20, 30]) == pytest.approx(expected)
-    assert np.isnan(lg.rank_correlation([1, 1, 1], [1, 2, 3]))
+    assert crosscheck.rank_correlation([1, 1, 3], [10, 20, 30]) == pytest.approx(expected)
+    assert np.isnan(crosscheck.rank_correlation([1, 1, 1], [1, 2, 3]))
     with pytest.raises(ValueError):
-        lg.rank_correlation([1, 2, 3], [1, 2])
+        crosscheck.rank_correlation([1, 2, 3], [1, 2])
 
 
 def test_occlusion_removes_each_token_once():
     model = _random_model(True, "max_mean", seed=13)
     review = np.array([3, 7, 2, 9, 5], dtype=np.int32)
-    effect = lg.occlusion(model, review, batch_size=2)
+    effect = crosscheck.occlusion(model, review, batch_size=2)
     assert effect.shape == (len(review),)
     full = _model_logits(model, review[None, :])[0]
     for t in (0, 3, 4):
@@ -457,7 +463,7 @@ def test_occlusion_removes_each_token_once():
         assert effect[t] == pytest.approx(full - without, abs=1e-5)
     # One token: its removal leaves an empty review, whose logit is the bias.
     bias = float(model.get_layer("logit").get_weights()[1][0])
-    single = lg.occlusion(model, review[:1])
+    single = crosscheck.occlusion(model, review[:1])
     assert single[0] == pytest.approx(_model_logits(model, review[None, :1])[0] - bias, abs=1e-5)
 
 

@@ -1,6 +1,6 @@
-"""inspection.ledger.review_ledger and the ledger's pictures (inspection.render): the
-reading matrix adds up to each token's share, the waterfall to the logit; the PNG and the
-HTML page are written for a short and a long review."""
+"""inspection.ledger.review_ledger and the ledger's pictures (inspection.ledger_figure,
+.ledger_page): the reading matrix adds up to each token's share, the waterfall to the logit;
+the PNG and the HTML page are written for a short and a long review."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from test_explain import VOCABULARY, _trained
 from test_ledger import _random_model
 
+from lstm_reviews.inspection import gate_model as gm
 from lstm_reviews.inspection import ledger as lg
-from lstm_reviews.inspection import render
+from lstm_reviews.inspection import ledger_figure, ledger_page, ledger_view
 
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 
@@ -25,10 +26,10 @@ def _brute_force_reading(model, ids):
     """reading[t, τ] from the definition, in token positions: per direction, κ at the step
     that reads τ times the forget gates of the steps read after t up to τ, dotted with w_t."""
     full = lg.ledger(model, ids[None, :])
-    parts = lg.gates(model, ids[None, :])
+    parts = gm.gates(model, ids[None, :])
     time = len(ids)
     reading = np.zeros((time, time))
-    for name, gates in zip(lg.DIRECTION_NAMES, parts):
+    for name, gates in zip(gm.DIRECTION_NAMES, parts):
         w, kappa = full[name]["w"][0], full[name]["kappa"][0]
         forget = gates["forget_gate"][0]
         for t in range(time):
@@ -100,7 +101,7 @@ def _tokens_and_ledger(model, length, seed):
 @pytest.mark.parametrize("top", [5, 12, 40])
 def test_waterfall_adds_up_to_the_logit(trained_model, top):
     tokens, led = _tokens_and_ledger(trained_model, 20, seed=14)
-    steps = render.ledger_waterfall(tokens, led, top)
+    steps = ledger_view.ledger_waterfall(tokens, led, top)
     kinds = [step["kind"] for step in steps]
     shown = min(top, len(tokens))
     others = len(tokens) - shown
@@ -116,7 +117,7 @@ def test_waterfall_adds_up_to_the_logit(trained_model, top):
     assert magnitudes == sorted(magnitudes, reverse=True)
     if others:
         assert steps[-2]["label"] == f"all other {others} tokens"
-        top_positions = render.top_tokens(led, top)
+        top_positions = ledger_view.top_tokens(led, top)
         rest = np.delete(led["A"], top_positions).sum()
         assert deltas[-1] == pytest.approx(rest, abs=1e-12)
 
@@ -133,7 +134,7 @@ def test_plot_ledger_writes_a_png_that_grows_with_the_review(trained_model, tmp_
         tokens, led = _tokens_and_ledger(trained_model, length, seed=length)
         tokens[3] = r"$\nocommand$"  # text: as mathtext it would fail to draw
         path = tmp_path / f"ledger_{length}.png"
-        render.plot_ledger(tokens, led, path, title=f"{length} tokens", top=12)
+        ledger_figure.plot_ledger(tokens, led, path, title=f"{length} tokens", top=12)
         sizes[length] = _png_size(path)
     assert sizes[20][0] == sizes[600][0]  # one width; the long page wraps onto more lines
     assert sizes[600][1] > sizes[20][1] + 300
@@ -142,13 +143,13 @@ def test_plot_ledger_writes_a_png_that_grows_with_the_review(trained_model, tmp_
 def test_plot_ledger_refuses_mismatched_tokens(trained_model, tmp_path):
     tokens, led = _tokens_and_ledger(trained_model, 5, seed=15)
     with pytest.raises(ValueError, match="4 tokens"):
-        render.plot_ledger(tokens[:4], led, tmp_path / "x.png")
+        ledger_figure.plot_ledger(tokens[:4], led, tmp_path / "x.png")
 
 
 def test_ledger_html_escapes_tokens_and_has_one_span_per_token(trained_model):
     tokens, led = _tokens_and_ledger(trained_model, 6, seed=16)
     tokens[1], tokens[4] = '<script>alert("x")</script>', "a&b"
-    page = render.render_ledger_html(
+    page = ledger_page.render_ledger_html(
         tokens, led, title="t<1>", note="n&", extra="<h2>Gate view</h2>"
     )
     assert page.count('<span class="tok"') == len(tokens)

@@ -29,8 +29,9 @@ from test_cell import (
 )
 
 from lstm_reviews.config import CELL_TYPES, Config
+from lstm_reviews.inspection import gate_model as gm
 from lstm_reviews.inspection import ledger as lg
-from lstm_reviews.inspection.gates import build_inspector
+from lstm_reviews.inspection.gates import build_inspector, gate_trace
 from lstm_reviews.model.cell import GATE_NAMES, LSTMCell, split_gates
 from lstm_reviews.model.classifier import build_model
 from lstm_reviews.model.variants import (
@@ -381,7 +382,7 @@ def test_ledger_shares_sum_to_the_logit(variant):
     np.testing.assert_allclose(total, logits - result["bias"], rtol=0, atol=1e-5)
     assert np.max(np.abs(logits - result["bias"])) > 1e-2  # not trivially so
     assert np.all(result["A"][mask] != 0)
-    parts = lg.gates(model, ids)[0]
+    parts = gm.gates(model, ids)[0]
     if variant == "gru":
         np.testing.assert_array_equal(parts["h"], parts["c"])
         real = np.where(mask[..., None], 1.0, 0.0)  # padding positions hold 0
@@ -398,12 +399,12 @@ def test_inspection_shows_the_variant_gates(variant):
     model = _random_model(variant, seed=52)
     inspector = build_inspector(model)
     ids = _padded_ids(seed=53)[:1]
-    outputs = ops.convert_to_numpy(inspector.gates_model(ids))
-    parts = split_gates(outputs, UNITS)
-    ledger_parts = lg.gates(model, ids)[0]
+    review = ids[0][ids[0] != 0]
+    trace = gate_trace(inspector, review)
+    ledger_parts = gm.gates(model, ids)[0]
     for name in GATE_NAMES:
         np.testing.assert_allclose(
-            ops.convert_to_numpy(parts[name])[0], ledger_parts[name][0], atol=1e-6, err_msg=name
+            trace[name], ledger_parts[name][0, : len(review)], atol=1e-6, err_msg=name
         )
 
 

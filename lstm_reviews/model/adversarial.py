@@ -49,8 +49,6 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-# build_model's recurrent layer is named by whether it is bidirectional.
-_RECURRENT = ("bidirectional_lstm", "lstm")
 # ξ, the finite difference's step of the power iteration (Miyato et al.'s code: 0.1 against
 # their ε = 5; ours is ε_vat / 50 likewise, see virtual_perturbation).
 _XI_PER_EPSILON = 0.02
@@ -156,9 +154,10 @@ class AdversarialClassifier(keras.Model):
     def read(self, embedded, mask, training=False):
         """logits <float32>[batch, 1] of an embedded sequence: the layers after the embedding,
         called as build_model connects them (a test holds read(embed(x)) equal to model(x))."""
-        names = {layer.name for layer in self.layers}
-        recurrent = self.get_layer(next(name for name in _RECURRENT if name in names))
-        sequence = recurrent(embedded, mask=mask, training=training)
+        # Imported here: model.classifier imports this module to build the model.
+        from lstm_reviews.model.classifier import recurrent_layer
+
+        sequence = recurrent_layer(self)(embedded, mask=mask, training=training)
         pooled = self.get_layer("pooling")(sequence, mask=mask)
         pooled = self.get_layer("dropout")(pooled, training=training)
         return self.get_layer("logit")(pooled)

@@ -9,9 +9,9 @@
     dropout    <float>[batch, P]
     logit      <float32>[batch, 1]            > 0 means positive
 
-Layer names are fixed (inspection.py and ledger.py find layers by them): embedding, lstm (inside
-bidirectional_lstm when bidirectional), pooling, dropout, logit. Model code uses keras.ops
-only, so it runs on the TensorFlow, JAX and PyTorch backends.
+Layer names are fixed: embedding, lstm (inside bidirectional_lstm when bidirectional), pooling,
+dropout, logit. recurrent_layer finds the recurrent layer by its type, for every caller. Model
+code uses keras.ops only, so it runs on the TensorFlow, JAX and PyTorch backends.
 """
 
 from __future__ import annotations
@@ -109,6 +109,22 @@ def reader_layers(config, vocab_size: int):
     if config.bidirectional:
         rnn = keras.layers.Bidirectional(rnn, name="bidirectional_lstm")
     return embedding, rnn
+
+
+def recurrent_layer(model: keras.Model):
+    """The model's one recurrent layer: keras.layers.RNN (keras.layers.LSTM included) or
+    the Bidirectional around one. ValueError unless there is exactly one."""
+    recurrent = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, (keras.layers.Bidirectional, keras.layers.RNN))
+    ]
+    if len(recurrent) != 1:
+        raise ValueError(
+            f"model {model.name!r} has {len(recurrent)} recurrent layers "
+            f"(RNN, LSTM or Bidirectional); expected exactly one"
+        )
+    return recurrent[0]
 
 
 def build_model(config, vocab_size: int) -> keras.Model:
