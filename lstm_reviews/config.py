@@ -95,7 +95,7 @@ class Config:
     validation_split: float = _field(
         0.1, "share of training reviews held out for validation, grouped by movie", feeds=(TOKENS,)
     )
-    # Covers nearly every test token; 60k measured no better (docs/results.md).
+    # Covers nearly every test token (docs/data.md); 60k measured no better (docs/results.md).
     vocab_size: int = _field(
         30000,
         "vocabulary size of the TextVectorization, padding and [UNK] included",
@@ -111,7 +111,7 @@ class Config:
         feeds=(TOKENS,),
         keyless="train",  # token caches made before the option existed counted train alone
     )
-    # Most reviews whole (docs/results.md); longer ones keep their end (the verdict).
+    # Most reviews whole (docs/data.md); longer ones keep their end (the verdict).
     max_length: int = _field(600, "tokens kept per review; longer reviews keep their last tokens")
     # Judged reviews are read much longer than trained ones: reading the whole review measured
     # better on validation (docs/results.md). The bound keeps every IMDB review whole and caps
