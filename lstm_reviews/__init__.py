@@ -13,7 +13,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-# name -> the module that defines it; `train` is the module lstm_reviews.train, which is
+# name -> the module that defines it; `train` is the command module lstm_reviews.train, which is
 # callable: lstm_reviews.train(config, run_dir) is lstm_reviews.api.train.
 _LAZY = {
     "Config": "lstm_reviews.config",

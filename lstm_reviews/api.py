@@ -9,9 +9,9 @@
     version = run.export("saved_models/imdb_lstm")          # .../saved_models/imdb_lstm/1
     lstm_reviews.Predictor(version)(["An amazing film."])   # the SavedModel, raw text in
 
-The commands call the same functions: `train` is train.train_and_evaluate, `explain` is
-inspection.explanation.explain_review, `export` is export.export_saved_model, `Predictor` is
-what `python -m lstm_reviews.predict` calls. This module sits above them all (it imports them,
+The commands call the same functions: `train` is training.run.train_and_evaluate, `explain` is
+inspection.explanation.explain_review, `export` is export.export_saved_model, `Predictor` is what
+`python -m lstm_reviews.predict` calls. This module sits above them all (it imports them,
 none imports it), and `import lstm_reviews` loads none of it until a name is used.
 """
 
@@ -27,6 +27,7 @@ from lstm_reviews.config import Config
 from lstm_reviews.data import text
 from lstm_reviews.predict import length_batches
 from lstm_reviews.serving.predictor import Predictor, label
+from lstm_reviews.training.run import train_and_evaluate
 
 __all__ = ["Config", "Predictor", "Run", "load_run", "train"]
 
@@ -99,8 +100,6 @@ def train(config: Config | None = None, run_dir=None) -> Run:
     config.output_dir), as `python -m lstm_reviews.train` does, and returns the finished run.
     With config.resume, continues an interrupted run. The SavedModel is exported to
     config.export_dir as well unless config.export is False."""
-    from lstm_reviews.train import train_and_evaluate
-
     config = Config() if config is None else config
     train_and_evaluate(config, run_dir)
     return load_run(run_dir or config.output_dir)

@@ -25,10 +25,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from lstm_reviews.config import PRESETS, Config, apply_preset, build_parser, option
+from lstm_reviews.config import Config, option
 from lstm_reviews.data import tokens
 from lstm_reviews.data.cache import write_text_atomically
 from lstm_reviews.errors import UserError, run_command
+from lstm_reviews.options import apply_preset, build_parser
+from lstm_reviews.presets import PRESETS
 from lstm_reviews.startup import deferred_import
 
 # Imported on first use: --help and option errors answer without Keras or TensorFlow.

@@ -371,7 +371,7 @@ def test_keras_file_round_trip_keeps_virtual_adversarial_settings(tmp_path):
 
 @pytest.mark.parametrize("value", ["-0.5", "nan", "inf"])
 def test_vat_epsilon_must_be_finite_and_not_negative(value, capsys):
-    from lstm_reviews.config import config_from_args
+    from lstm_reviews.options import config_from_args
 
     with pytest.raises(SystemExit) as exit_info:
         config_from_args(["--vat-epsilon", value])

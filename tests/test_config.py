@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from lstm_reviews.config import Config, build_parser, config_from_args
+from lstm_reviews.config import Config
 from lstm_reviews.errors import UserError
+from lstm_reviews.options import build_parser, config_from_args
 from lstm_reviews.rundir import RunDir
 
 
@@ -30,6 +31,10 @@ def test_args_override_defaults_and_round_trip_through_json(tmp_path):
         (["--units", "0"], "--units must be positive, got 0"),
         (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
         (["--validation-split", "0"], "--validation-split must be in (0, 1)"),
+        (["--vocab-size", "2"], "--vocab-size must leave room for padding, [UNK] and a word"),
+        (["--patience", "-1"], "--patience must be >= 0, got -1"),
+        (["--learning-rate", "nan"], "--learning-rate must be positive, got nan"),
+        (["--vat-epsilon", "inf"], "--vat-epsilon must be a finite number >= 0, got inf"),
         (["--source", "csv"], "invalid choice: 'csv'"),
         (["--mixed-precision", "float8"], "invalid choice: 'float8'"),
     ],
@@ -111,3 +116,27 @@ def test_fields_at_none_still_feed_the_keys():
     from lstm_reviews.config import TOKENS, cache_settings
 
     assert cache_settings(Config(data=None), TOKENS)["data"] is None
+
+
+@pytest.mark.parametrize("removed", ["--ema-momentum", "--layer-lr-decay"])
+def test_removed_options_are_no_longer_options(removed, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        config_from_args([removed, "0.5"])
+    assert exit_info.value.code == 2
+    assert f"unrecognized arguments: {removed}" in capsys.readouterr().err
+
+
+def test_an_old_config_naming_removed_options_at_their_off_value_loads(tmp_path):
+    # Runs of versions that had --ema-momentum and --layer-lr-decay wrote them, off by default.
+    old = {"units": 8, "ema_momentum": 0.0, "layer_lr_decay": 1.0}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert RunDir(tmp_path).read_config() == Config(units=8)
+
+
+@pytest.mark.parametrize("name, value", [("ema_momentum", 0.995), ("layer_lr_decay", 0.5)])
+def test_an_old_config_that_used_a_removed_option_is_refused_by_name(name, value, tmp_path):
+    # Its model was trained with an optimizer this version no longer builds.
+    (tmp_path / "config.json").write_text(json.dumps({"units": 8, name: value}))
+    flag = "--" + name.replace("_", "-")
+    with pytest.raises(UserError, match=f"trained with {flag} {value}, an option this version"):
+        RunDir(tmp_path).read_config()

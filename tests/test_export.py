@@ -303,11 +303,12 @@ def test_an_unfinished_run_is_refused_unless_allowed(tmp_path, capsys):
 def test_a_resumed_run_records_the_version_published_before_its_kill(tmp_path):
     """Killed between the publishing of its version and the commit naming it, the run resumed
     records that version: TF Serving would load the same model published again as new."""
-    from lstm_reviews import train
+    from lstm_reviews.training.run import export_run
+    from lstm_reviews.training.state import RunState
 
     run_dir, served = RunDir(tmp_path / "run"), tmp_path / "served"
     config = write_run_dir(run_dir.path, export_dir=str(served))
-    state = train.RunState(data={}, fit_done=True, evaluated=True, run_id="0123abcd")
+    state = RunState(data={}, fit_done=True, evaluated=True, run_id="0123abcd")
     run_dir.write_state(dataclasses.asdict(state))
     published = export.export_saved_model(run_dir.path)  # then the kill, before the commit
     info = json.loads((published / "assets.extra" / "export.json").read_text())
@@ -315,7 +316,7 @@ def test_a_resumed_run_records_the_version_published_before_its_kill(tmp_path):
     assert export.published_version(served, "0123abcd") == published
     assert export.published_version(served, "another run") is None
 
-    train._export(config, run_dir, state)
+    export_run(config, run_dir, state)
     assert export.version_dirs(served) == [published]
     assert json.loads((run_dir / "state.json").read_text())["exported"] == str(published)
 

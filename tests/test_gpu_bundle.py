@@ -17,10 +17,11 @@ import pytest
 from serving_helpers import keras_probabilities
 
 from lstm_reviews import gpu_bundle
-from lstm_reviews.config import Config, config_from_args
+from lstm_reviews.config import Config
 from lstm_reviews.data import embeddings, tokens
 from lstm_reviews.data.tokens import prepare_tokens
 from lstm_reviews.errors import UserError
+from lstm_reviews.options import config_from_args
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 # The plain model; the gpu preset's adversarial steps under JAX: tests/test_recipe.py.

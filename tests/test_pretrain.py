@@ -14,7 +14,7 @@ from lstm_reviews.data import imdb
 from lstm_reviews.data.text import pad
 from lstm_reviews.data.tokens import prepare_tokens
 from lstm_reviews.model.classifier import build_model
-from lstm_reviews.training import pretrain
+from lstm_reviews.training import lm_batches, lm_model, pretrain
 
 
 def small_config(tmp_path, **overrides) -> Config:
@@ -32,27 +32,27 @@ def small_config(tmp_path, **overrides) -> Config:
 
 
 def test_chunk_reviews_worked_example():
-    pieces = pretrain.chunk_reviews([np.array([5, 6, 7, 8]), np.array([9]), np.array([], int)], 3)
+    pieces = lm_batches.chunk_reviews([np.array([5, 6, 7, 8]), np.array([9]), np.array([], int)], 3)
     np.testing.assert_array_equal(pieces, [[5, 6, 7], [8, 0, 0], [9, 0, 0]])
     assert pieces.dtype == np.int32
-    assert pretrain.chunk_reviews([], 4).shape == (0, 4)
+    assert lm_batches.chunk_reviews([], 4).shape == (0, 4)
     with pytest.raises(ValueError, match="got 0"):
-        pretrain.chunk_reviews([np.array([5])], 0)
+        lm_batches.chunk_reviews([np.array([5])], 0)
 
 
 def test_shift_targets_worked_example():
-    following, preceding = pretrain.shift_targets(np.array([[5, 6, 7], [8, 0, 0]]))
+    following, preceding = lm_batches.shift_targets(np.array([[5, 6, 7], [8, 0, 0]]))
     np.testing.assert_array_equal(following, [[6, 7, 0], [0, 0, 0]])
     np.testing.assert_array_equal(preceding, [[0, 5, 6], [0, 8, 0]])
 
 
 def test_sampling_probabilities_follow_count_to_the_three_quarters():
     pieces = np.array([[2, 2, 2, 2, 2, 2, 2, 2, 3, 1], [3, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
-    probabilities = pretrain.sampling_probabilities(pieces, vocab_size=5, power=0.75)
+    probabilities = lm_batches.sampling_probabilities(pieces, vocab_size=5, power=0.75)
     expected = np.array([0.0, 0.0, 8**0.75, 2**0.75, 0.0])
     np.testing.assert_allclose(probabilities, expected / expected.sum())
     with pytest.raises(ValueError, match="no words"):
-        pretrain.sampling_probabilities(np.array([[0, 1, 0]]), vocab_size=5, power=0.75)
+        lm_batches.sampling_probabilities(np.array([[0, 1, 0]]), vocab_size=5, power=0.75)
 
 
 def test_sampled_word_loss_matches_numpy():
@@ -68,7 +68,7 @@ def test_sampled_word_loss_matches_numpy():
     negative_ids[1, 2] = target_ids[1, 0]  # an accidental hit: left out of that step
 
     losses = keras.ops.convert_to_numpy(
-        pretrain.SampledWordLoss()(queries, targets, target_ids, negatives, negative_ids)
+        lm_model.SampledWordLoss()(queries, targets, target_ids, negatives, negative_ids)
     )
 
     expected = np.zeros(batch)
@@ -86,10 +86,14 @@ def test_sampled_word_loss_matches_numpy():
 
 
 def test_batches_are_seeded_and_shaped():
-    pieces = pretrain.chunk_reviews([np.arange(2, 40)] * 5, 8)
-    probabilities = pretrain.sampling_probabilities(pieces, 50, power=0.75)
-    first = pretrain.LanguageModelBatches(pieces, probabilities, batch_size=4, seed=7, negatives=64)
-    again = pretrain.LanguageModelBatches(pieces, probabilities, batch_size=4, seed=7, negatives=64)
+    pieces = lm_batches.chunk_reviews([np.arange(2, 40)] * 5, 8)
+    probabilities = lm_batches.sampling_probabilities(pieces, 50, power=0.75)
+    first = lm_batches.LanguageModelBatches(
+        pieces, probabilities, batch_size=4, seed=7, negatives=64
+    )
+    again = lm_batches.LanguageModelBatches(
+        pieces, probabilities, batch_size=4, seed=7, negatives=64
+    )
     assert len(pieces) % 4 == 1  # the last batch is short: 1 piece and 3 padding pieces
     assert len(first) == -(-len(pieces) // 4)
     inputs, targets, weights = first[0]
@@ -121,8 +125,8 @@ def test_batches_are_seeded_and_shaped():
 def test_batches_hold_pieces_of_one_band_of_lengths():
     # The docstring's worked example: lengths 8, 3, 7, 2, 8 in bands 4 wide, batches of 2.
     pieces = pad([np.arange(2, 2 + n) for n in (8, 3, 7, 2, 8)], length=8)
-    probabilities = pretrain.sampling_probabilities(pieces, 20, power=0.75)
-    made = pretrain.LanguageModelBatches(
+    probabilities = lm_batches.sampling_probabilities(pieces, 20, power=0.75)
+    made = lm_batches.LanguageModelBatches(
         pieces, probabilities, batch_size=2, seed=3, negatives=5, bucket_width=4
     )
     assert len(made) == 3
@@ -145,10 +149,10 @@ def test_batches_hold_pieces_of_one_band_of_lengths():
         assert sorted(seen) == [2, 3, 7, 8, 8], epoch
         made.on_epoch_end()
     # Orders are drawn per epoch, but seeded: a new dataset repeats epoch 0.
-    again = pretrain.LanguageModelBatches(
+    again = lm_batches.LanguageModelBatches(
         pieces, probabilities, batch_size=2, seed=3, negatives=5, bucket_width=4
     )
-    first = pretrain.LanguageModelBatches(
+    first = lm_batches.LanguageModelBatches(
         pieces, probabilities, batch_size=2, seed=3, negatives=5, bucket_width=4
     )
     for k in range(3):
@@ -159,9 +163,9 @@ def test_bands_cut_the_padding_of_reviews_last_pieces():
     # Reviews of 1 to 300 tokens in pieces of 128: most padding sits in the last pieces,
     # which the bands read at (up to 15 tokens over) their own length.
     reviews = [np.full(n, 7) for n in range(1, 301)]
-    pieces = pretrain.chunk_reviews(reviews, 128)
-    probabilities = pretrain.sampling_probabilities(pieces, 10, power=0.75)
-    made = pretrain.LanguageModelBatches(
+    pieces = lm_batches.chunk_reviews(reviews, 128)
+    probabilities = lm_batches.sampling_probabilities(pieces, 10, power=0.75)
+    made = lm_batches.LanguageModelBatches(
         pieces, probabilities, batch_size=16, seed=0, negatives=4, fixed=False
     )
     positions = sum(made[k][0]["token_ids"].size for k in range(len(made)))
@@ -174,16 +178,16 @@ def test_bands_cut_the_padding_of_reviews_last_pieces():
 def test_padding_pieces_change_neither_the_loss_nor_the_step(tmp_path):
     # A short batch topped up with empty pieces of weight 0 trains exactly as the short one.
     config = small_config(tmp_path, lm_batch_size=8, batch_shapes="fixed")
-    pieces = pretrain.chunk_reviews([np.arange(2, 40)] * 3, 8)[:5]
-    probabilities = pretrain.sampling_probabilities(pieces, 50, power=0.75)
-    inputs, targets, weights = pretrain.LanguageModelBatches(
+    pieces = lm_batches.chunk_reviews([np.arange(2, 40)] * 3, 8)[:5]
+    probabilities = lm_batches.sampling_probabilities(pieces, 50, power=0.75)
+    inputs, targets, weights = lm_batches.LanguageModelBatches(
         pieces, probabilities, batch_size=8, seed=1, negatives=config.lm_negatives
     )[0]
     assert weights.tolist() == [1.0] * 5 + [0.0] * 3
     results = []
     for rows, sample_weight in ((slice(0, 8), weights), (slice(0, 5), None)):
         keras.utils.set_random_seed(3)
-        model = pretrain.build_language_model(config, vocab_size=50)
+        model = lm_model.build_language_model(config, vocab_size=50)
         pretrain._compile(model, config, steps=10)
         part = {name: value[rows] for name, value in inputs.items()}
         loss = model.train_on_batch(part, targets[rows], sample_weight=sample_weight)
@@ -197,10 +201,10 @@ def test_padding_pieces_change_neither_the_loss_nor_the_step(tmp_path):
 def test_dynamic_shapes_keep_the_short_batch_and_their_own_cache_format(tiny_imdb, tmp_path):
     # batch_shapes "dynamic" (and "auto" under TensorFlow): the fixed batches less their
     # padding pieces, and a cache key of their own.
-    pieces = pretrain.chunk_reviews([np.arange(2, 40)] * 5, 8)
-    probabilities = pretrain.sampling_probabilities(pieces, 50, power=0.75)
+    pieces = lm_batches.chunk_reviews([np.arange(2, 40)] * 5, 8)
+    probabilities = lm_batches.sampling_probabilities(pieces, 50, power=0.75)
     fixed, dynamic = (
-        pretrain.LanguageModelBatches(pieces, probabilities, 4, seed=7, negatives=64, fixed=f)
+        lm_batches.LanguageModelBatches(pieces, probabilities, 4, seed=7, negatives=64, fixed=f)
         for f in (True, False)
     )
     assert len(fixed) == len(dynamic) == -(-len(pieces) // 4)
@@ -231,7 +235,7 @@ def test_pretraining_learns_a_predictable_language(tmp_path):
     # name the next and previous word, so the loss must fall far below chance.
     keras.utils.set_random_seed(0)
     reviews = [np.tile(np.arange(2, 8), 6)[offset : offset + 30] for offset in range(6)] * 20
-    pieces = pretrain.chunk_reviews(reviews, 10)
+    pieces = lm_batches.chunk_reviews(reviews, 10)
     # 12 epochs: under JAX (other initial weights) 8 ended at 2.32, near the bound (2.09).
     config = small_config(tmp_path, lm_epochs=12, lm_batch_size=8)
     weights = pretrain.pretrain(config, pieces, vocab_size=10)
@@ -246,15 +250,15 @@ def test_pretraining_reads_batches_of_several_lengths(tmp_path):
     # Reviews of 3 to 59 tokens in pieces of 40: batches of three bands, 16, 32 and 40 long.
     keras.utils.set_random_seed(0)
     reviews = [np.tile(np.arange(2, 8), 10)[: 3 + n] for n in range(57)] * 2
-    pieces = pretrain.chunk_reviews(reviews, 40)
+    pieces = lm_batches.chunk_reviews(reviews, 40)
     config = small_config(tmp_path, lm_epochs=2, lm_batch_size=8, lm_chunk_length=40)
     served = []
     recorder = keras.callbacks.LambdaCallback(
         on_train_batch_begin=lambda batch, logs: served.append(batch)
     )
     weights = pretrain.pretrain(config, pieces, vocab_size=10, callbacks=[recorder])
-    probabilities = pretrain.sampling_probabilities(pieces, 10, 0.75)
-    made = pretrain.LanguageModelBatches(pieces, probabilities, 8, seed=3, negatives=64)
+    probabilities = lm_batches.sampling_probabilities(pieces, 10, 0.75)
+    made = lm_batches.LanguageModelBatches(pieces, probabilities, 8, seed=3, negatives=64)
     assert {made[k][0]["token_ids"].shape[1] for k in range(len(made))} == {16, 32, 40}
     assert len(served) == 2 * len(made)
     assert len(weights["history"]) == 2 and np.all(np.isfinite(weights["history"]))
@@ -264,7 +268,7 @@ def test_pretraining_reads_batches_of_several_lengths(tmp_path):
 def test_a_frozen_embedding_keeps_its_word_vectors_while_the_lstm_learns(tmp_path, freeze):
     keras.utils.set_random_seed(0)
     reviews = [np.tile(np.arange(2, 8), 6)[offset : offset + 30] for offset in range(6)] * 20
-    pieces = pretrain.chunk_reviews(reviews, 10)
+    pieces = lm_batches.chunk_reviews(reviews, 10)
     config = small_config(tmp_path, lm_epochs=6, lm_batch_size=8, lm_freeze_embedding=freeze)
     vectors = np.random.default_rng(1).normal(size=(10, config.embedding_dim)).astype("float32")
     weights = pretrain.pretrain(config, pieces, vocab_size=10, initial_embedding=vectors)
@@ -278,7 +282,7 @@ def test_untied_output_words_train_while_the_frozen_embedding_stays(tmp_path):
     """With the embedding frozen, tied output words are frozen too; untied ones start at the
     same vectors and learn, so the language model predicts better. Only the reader is kept."""
     reviews = [np.tile(np.arange(2, 8), 6)[offset : offset + 30] for offset in range(6)] * 20
-    pieces = pretrain.chunk_reviews(reviews, 10)
+    pieces = lm_batches.chunk_reviews(reviews, 10)
     vectors = np.random.default_rng(1).normal(size=(10, 8)).astype("float32")
     final_losses = {}
     for untied in (False, True):
@@ -290,7 +294,7 @@ def test_untied_output_words_train_while_the_frozen_embedding_stays(tmp_path):
         np.testing.assert_array_equal(weights["embedding"][0], vectors)
         final_losses[untied] = weights["history"][-1]
     assert final_losses[True] < 0.5 * final_losses[False], final_losses  # 0.23, 0.69 vs 2.4
-    model = pretrain.build_language_model(config, 10)
+    model = lm_model.build_language_model(config, 10)
     assert model.get_layer("output_words").get_weights()[0].shape == (10, 8)
 
 
@@ -320,7 +324,7 @@ def test_reader_weights_are_cached_and_load_into_the_classifier(tiny_imdb, tmp_p
 def test_load_into_refuses_weights_of_another_shape(tmp_path):
     keras.utils.set_random_seed(0)
     config = small_config(tmp_path, lm_epochs=1)
-    pieces = pretrain.chunk_reviews([np.arange(2, 12)] * 4, 5)
+    pieces = lm_batches.chunk_reviews([np.arange(2, 12)] * 4, 5)
     weights = pretrain.pretrain(config, pieces, vocab_size=12)
     other = build_model(small_config(tmp_path, units=7), 12)
     with pytest.raises(ValueError):
@@ -355,7 +359,7 @@ def _pretrain_until_interrupted(config, pieces, backup_dir) -> None:
 def test_interrupted_pretraining_continues_from_its_backup(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrain, "BACKUP_EVERY_BATCHES", 2)
     config = small_config(tmp_path, lm_epochs=2, lm_batch_size=4)
-    pieces = pretrain.chunk_reviews([np.arange(2, 12)] * 12, 5)  # 24 pieces: 6 batches of 4
+    pieces = lm_batches.chunk_reviews([np.arange(2, 12)] * 12, 5)  # 24 pieces: 6 batches of 4
     backup_dir = tmp_path / "backup"
     _pretrain_until_interrupted(config, pieces, backup_dir)
     # Saved in epoch 1 (0-based) after its second batch; the stop came after the third.
@@ -371,13 +375,13 @@ def test_interrupted_pretraining_continues_from_its_backup(tmp_path, monkeypatch
     )
     # Which epoch's order each batch read was drawn from.
     served_epochs = []
-    serve = pretrain.LanguageModelBatches.__getitem__
+    serve = lm_batches.LanguageModelBatches.__getitem__
 
     def spy(batches, index):
         served_epochs.append(batches._epoch)
         return serve(batches, index)
 
-    monkeypatch.setattr(pretrain.LanguageModelBatches, "__getitem__", spy)
+    monkeypatch.setattr(lm_batches.LanguageModelBatches, "__getitem__", spy)
     weights = pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir, callbacks=[recorder])
     assert seen_epochs == [1]  # epoch 0 is not trained again
     assert len(seen_batches) == 6  # Keras replays the epoch's batches from the backed-up weights
@@ -391,7 +395,7 @@ def test_a_torn_pretraining_backup_starts_over_with_a_warning(tmp_path, monkeypa
     and pretrains from the start, to the very weights of a run never interrupted."""
     monkeypatch.setattr(pretrain, "BACKUP_EVERY_BATCHES", 2)
     config = small_config(tmp_path, lm_epochs=2, lm_batch_size=4)
-    pieces = pretrain.chunk_reviews([np.arange(2, 12)] * 12, 5)
+    pieces = lm_batches.chunk_reviews([np.arange(2, 12)] * 12, 5)
     keras.utils.set_random_seed(0)
     reference = pretrain.pretrain(config, pieces, 12)
 

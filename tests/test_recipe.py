@@ -1,5 +1,5 @@
-"""The accuracy recipe's options: weight averaging (--ema-momentum) and whole reviews at
-evaluation (--eval-max-length), on the tiny fixture."""
+"""The accuracy recipe's options on the tiny fixture: a resumed run of each recipe, whole
+reviews at evaluation (--eval-max-length), the vocabulary's reviews, the presets."""
 
 from __future__ import annotations
 
@@ -12,14 +12,12 @@ import pytest
 from test_train import tiny_argv
 
 from lstm_reviews import train
-from lstm_reviews.config import Config, config_from_args
+from lstm_reviews.config import Config
 from lstm_reviews.data import batches
 from lstm_reviews.data.tokens import TokenSplit
-from lstm_reviews.errors import UserError
-from lstm_reviews.model.classifier import build_model, compile_model
+from lstm_reviews.options import config_from_args
 from lstm_reviews.rundir import RunDir
 
-EMA = ("--ema-momentum", "0.9", "--lm-epochs", "0")
 # Under JAX (tests/test_backends.py) each batch shape of each new model is an XLA compilation:
 # one length bucket instead of the tiny tree's many takes the resumed run and the gpu preset
 # from 346 s to 51 s on 2 cores (a training sharing them). Bucketed training under JAX:
@@ -27,146 +25,15 @@ EMA = ("--ema-momentum", "0.9", "--lm-epochs", "0")
 ONE_BUCKET_UNDER_JAX = ("--no-bucket-by-length",) if keras.backend.backend() == "jax" else ()
 
 
-def _tiny_model(config: Config):
-    keras.utils.set_random_seed(config.seed)
-    model = compile_model(build_model(config, 50), config, steps_per_epoch=4)
-    rng = np.random.default_rng(0)
-    ids = rng.integers(2, 50, size=(8, 12)).astype(np.int32)
-    labels = rng.integers(0, 2, size=8).astype(np.float32)
-    return model, ids, labels
-
-
-def test_averaged_weights_are_the_moving_average_and_give_the_trained_ones_back():
-    config = Config(vocab_size=50, embedding_dim=8, units=4, batch_size=8, ema_momentum=0.5)
-    model, ids, labels = _tiny_model(config)
-    history = []
-    for _ in range(3):
-        model.train_on_batch(ids, labels)
-        history.append([variable.numpy() for variable in model.trainable_variables])
-    trained = history[-1]
-    # Keras' average: the first step's weights, then average = 0.5 * average + 0.5 * weights.
-    expected = [0.25 * a + 0.25 * b + 0.5 * c for a, b, c in zip(*history)]
-    with train.averaged_weights(model):
-        inside = [variable.numpy() for variable in model.trainable_variables]
-    for got, want in zip(inside, expected):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    assert max(np.max(np.abs(a - b)) for a, b in zip(inside, trained)) > 1e-4
-    for variable, value in zip(model.trainable_variables, trained):
-        np.testing.assert_array_equal(variable.numpy(), value)  # bit for bit
-
-
-def test_without_ema_the_weights_are_left_alone():
-    config = Config(vocab_size=50, embedding_dim=8, units=4, batch_size=8)
-    model, ids, labels = _tiny_model(config)
-    model.train_on_batch(ids, labels)
-    before = [variable.numpy() for variable in model.trainable_variables]
-    with train.averaged_weights(model):
-        for variable, value in zip(model.trainable_variables, before):
-            np.testing.assert_array_equal(variable.numpy(), value)
-
-
-def _restored(run_dir, config):
-    """The model and optimizer of a run as its last backup holds them."""
-    model = compile_model(build_model(config, len(RunDir(run_dir).read_vocabulary())), config, 1)
-    state = train.RunState.from_dict(json.loads((run_dir / "state.json").read_text()))
-    train._restore_backup(model, RunDir(run_dir), state)
-    return model
-
-
-def _first_step_changes(config: Config) -> dict:
-    """{top-level layer name: [change of each of its weights]} after one training step."""
-    model, ids, labels = _tiny_model(config)
-    before = {variable.path: variable.numpy() for variable in model.trainable_variables}
-    model.train_on_batch(ids, labels)
-    changes: dict = {}
-    for variable in model.trainable_variables:
-        layer = variable.path.split("/")[0]
-        changes.setdefault(layer, []).append(variable.numpy() - before[variable.path])
-    return changes
-
-
-def test_layer_lr_decay_scales_each_layers_steps_down_the_stack():
-    # Random weights, no dropout: both runs see the same gradients in their first step, and
-    # Adam's step is proportional to the rate, so each layer's change is its factor times
-    # plain Adam's: the head 1, the LSTM 0.5, the embedding 0.25.
-    plain = dict(vocab_size=50, embedding_dim=8, units=4, batch_size=8, dropout=0.0)
-    plain.update(input_dropout=0.0, adversarial_epsilon=0.0, lr_decay=False)
-    reference = _first_step_changes(Config(**plain))
-    decayed = _first_step_changes(Config(**plain, layer_lr_decay=0.5))
-    assert set(decayed) == {"embedding", "bidirectional_lstm", "logit"}
-    for layer, factor in {"logit": 1.0, "bidirectional_lstm": 0.5, "embedding": 0.25}.items():
-        for got, full in zip(decayed[layer], reference[layer]):
-            assert np.abs(full).max() > 1e-5  # the layer did move
-            np.testing.assert_allclose(got, factor * full, rtol=1e-4, atol=1e-7)
-
-
-def test_a_model_trained_with_layer_lr_decay_saves_and_loads(tmp_path):
-    config = Config(vocab_size=50, embedding_dim=8, units=4, batch_size=8, layer_lr_decay=0.4)
-    model, ids, labels = _tiny_model(config)
-    model.train_on_batch(ids, labels)
-    model.save(tmp_path / "model.keras")
-    loaded = keras.saving.load_model(tmp_path / "model.keras")
-    assert loaded.optimizer.layer_factors == {"bidirectional_lstm": 0.4, "embedding": 0.4**2}
-    np.testing.assert_allclose(loaded.predict(ids, verbose=0), model.predict(ids, verbose=0))
-
-
-@pytest.mark.parametrize("decay", [0.0, -0.5, 1.5, float("nan")])
-def test_layer_lr_decay_must_be_in_0_1(decay):
-    with pytest.raises(UserError, match="--layer-lr-decay must be in"):
-        Config(layer_lr_decay=decay)
-
-
-def test_the_kept_and_exported_model_holds_the_averaged_weights(tiny_imdb, tmp_path):
-    pytest.importorskip("tensorflow")
-    from lstm_reviews.export import export_saved_model
-
-    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", *EMA)
-    train.train_and_evaluate(config_from_args(argv))
-    run_dir = tmp_path / "run"
-    config = RunDir(run_dir).read_config()
-    trained = _restored(run_dir, config)  # epoch 1's end: what training would go on from
-    kept = keras.saving.load_model(run_dir / "model.keras")
-    averaged = _restored(run_dir, config)
-    with train.averaged_weights(averaged):
-        for got, want in zip(kept.trainable_variables, averaged.trainable_variables):
-            np.testing.assert_array_equal(got.numpy(), want.numpy())
-    # The trained weights differ, so the comparison above could fail.
-    gaps = [
-        np.max(np.abs(a.numpy() - b.numpy()))
-        for a, b in zip(kept.trainable_variables, trained.trainable_variables)
-    ]
-    assert max(gaps) > 1e-4
-
-    import tensorflow as tf
-
-    version = export_saved_model(run_dir, tmp_path / "exported")
-    served = tf.saved_model.load(str(version)).signatures["serving_default"]
-    texts = ["an amazing wonderful film", "a dull boring awful film, worst of the year"]
-    logits = served(tf.constant(texts))["logit"].numpy()
-    run = RunDir(run_dir)
-    vectorizer_ids = [np.asarray(ids) for ids in _encode(run, texts)]
-    for model, should_match in ((kept, True), (trained, False)):
-        expected = [float(model(ids[None], training=False)[0, 0]) for ids in vectorizer_ids]
-        close = np.allclose(logits, expected, atol=1e-5)
-        assert close == should_match
-
-
-def _encode(run: RunDir, texts):
-    from lstm_reviews.data.text import encode, vectorizer_from_vocabulary
-
-    return encode(vectorizer_from_vocabulary(run.read_vocabulary()), texts)
-
-
-# The default recipe (adversarial training), weight averaging without it, and virtual
-# adversarial training on top of it (the unlabeled rows each step draws, its random start).
+# The default recipe (adversarial training), and virtual adversarial training on top of it
+# (the unlabeled rows each step draws, its random start).
 @pytest.mark.parametrize(
     "extra",
     [
         ("--lm-epochs", "0"),
-        (*EMA, "--adversarial-epsilon", "0"),
         ("--lm-epochs", "0", "--vat-epsilon", "0.5", "--vat-batch-size", "3"),
     ],
-    ids=["default", "ema", "vat"],
+    ids=["default", "vat"],
 )
 def test_a_resumed_run_equals_the_uninterrupted_one(tiny_imdb, tmp_path, extra):
     from test_train import Interrupt, InterruptAfter
@@ -284,7 +151,7 @@ def test_the_vocabulary_can_count_the_unlabeled_reviews_too(tiny_imdb, tmp_path)
 
 
 def test_every_preset_is_a_valid_config_and_explicit_options_win():
-    from lstm_reviews.config import PRESETS
+    from lstm_reviews.presets import PRESETS
 
     for name, values in PRESETS.items():
         config = Config.from_preset(name)

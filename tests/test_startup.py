@@ -20,7 +20,8 @@ import pytest
 from serving_helpers import write_run_dir
 
 from lstm_reviews import commands, startup
-from lstm_reviews.config import Config, build_parser, config_from_args
+from lstm_reviews.config import Config
+from lstm_reviews.options import build_parser, config_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("tensorflow", "keras", "jax", "matplotlib", "torch")

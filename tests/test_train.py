@@ -19,13 +19,16 @@ import pytest
 from serving_helpers import write_run_dir
 
 from lstm_reviews import backend, export, train
-from lstm_reviews.config import Config, config_from_args
+from lstm_reviews.config import Config
 from lstm_reviews.data import embeddings
 from lstm_reviews.data.batches import NumpyBatches, epoch_batches, make_dataset, split_boundaries
 from lstm_reviews.data.text import keep_last_tokens, pad
 from lstm_reviews.data.tokens import TokenSplit, load_token_cache, prepare_tokens
+from lstm_reviews.model import classifier
+from lstm_reviews.options import config_from_args
 from lstm_reviews.rundir import RunDir
 from lstm_reviews.training import pretrain
+from lstm_reviews.training import run as training_run
 
 TINY_ARGS = [
     "--vocab-size",
@@ -135,9 +138,7 @@ def test_one_training_step_changes_every_trainable_weight(tiny_imdb, tmp_path):
     config = config_from_args(tiny_argv(tiny_imdb, tmp_path))
     backend.set_up_backend(config)
     tokens = prepare_tokens(config)
-    model = train.models.compile_model(
-        train.models.build_model(config, len(tokens.vocabulary)), config
-    )
+    model = classifier.compile_model(classifier.build_model(config, len(tokens.vocabulary)), config)
     boundaries = split_boundaries(tokens.train, config)
     # (ids, labels) with dynamic shapes (the default under TensorFlow), weights with fixed ones.
     ids, labels, *weights = next(iter(epoch_batches(tokens.train, config, boundaries, epoch=0)))
@@ -168,7 +169,7 @@ def test_evaluation_leaves_the_padding_rows_out(make):
         rng.integers(0, 2, size=70).astype(np.int32),
     )
     keras.utils.set_random_seed(1)
-    model = train.models.compile_model(train.models.build_model(config, 50), config)
+    model = classifier.compile_model(classifier.build_model(config, 50), config)
     model.set_weights([w * 4 for w in model.get_weights()])  # logits well away from 0
     boundaries = split_boundaries(split, config)
     if make == "tf":
@@ -178,7 +179,7 @@ def test_evaluation_leaves_the_padding_rows_out(make):
         made = NumpyBatches(split, 16, 30, boundaries=boundaries)
         padding_rows = sum(int((made[k][2] == 0).sum()) for k in range(len(made)))
     assert padding_rows >= 16  # a good share of the rows are padding: they must not count
-    result = train.evaluate(model, made)
+    result = training_run.evaluate(model, made)
 
     # The reference: all reviews in one batch of no padding rows (padding steps only).
     ids = pad([keep_last_tokens(review, 30) for review in split.ids])
@@ -395,6 +396,23 @@ def test_output_dir_that_is_a_file_exits_2(tiny_imdb, tmp_path, capsys):
         == f"error: --output-dir {tmp_path / 'run'} is a file; expected a directory for the run\n"
     )
     assert (tmp_path / "run").read_text() == "not a folder"  # untouched
+
+
+def test_resuming_a_run_trained_with_a_removed_option_exits_2_naming_it(
+    tiny_imdb, tmp_path, capsys
+):
+    # A run of a version with --layer-lr-decay, trained with it: this version cannot build
+    # its optimizer, so --resume (and export, which reads the same config.json) refuse it.
+    argv = tiny_argv(tiny_imdb, tmp_path, "--resume")
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.path.mkdir()
+    run_dir.write_config(config_from_args(argv))
+    values = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**values, "layer_lr_decay": 0.5}))
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: this run was trained with --layer-lr-decay 0.5, an option")
+    assert len(err.splitlines()) == 1
 
 
 def test_resume_with_a_damaged_state_and_none_before_exits_2_naming_it(tiny_imdb, tmp_path, capsys):

@@ -163,44 +163,6 @@ def build_model(config, vocab_size: int) -> keras.Model:
     return keras.Model(token_ids, logits, name="imdb_lstm")
 
 
-@keras.saving.register_keras_serializable(package="lstm_reviews")
-class LayerwiseAdam(keras.optimizers.Adam):
-    """Adam whose learning rate is scaled per layer (--layer-lr-decay).
-
-    layer_factors: {top-level layer name: factor}; a variable whose path starts with that
-    name ("bidirectional_lstm/forward_lstm/lstm_cell/kernel") learns at factor x the rate;
-    the others at the rate. Adam's step is proportional to its rate, so a layer's updates
-    are the factor times what plain Adam's would be.
-    """
-
-    def __init__(self, *args, layer_factors=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.layer_factors = dict(layer_factors or {})
-
-    def build(self, variables):
-        super().build(variables)
-        # By index: under TensorFlow update_step is handed the backend's variable, not Keras'.
-        self._factors = [self.layer_factors.get(v.path.split("/")[0], 1.0) for v in variables]
-
-    def update_step(self, gradient, variable, learning_rate):
-        factor = self._factors[self._get_variable_index(variable)]
-        return super().update_step(gradient, variable, learning_rate * factor)
-
-    def get_config(self):
-        config = super().get_config()
-        config["layer_factors"] = self.layer_factors
-        return config
-
-
-def layer_factors(config) -> dict:
-    """{layer name: learning-rate factor} of --layer-lr-decay d: the recurrent layer d, the
-    embedding below it d ** 2 (the head keeps the rate); {} when d is 1."""
-    if config.layer_lr_decay == 1.0:
-        return {}
-    recurrent = "bidirectional_lstm" if config.bidirectional else "lstm"
-    return {recurrent: config.layer_lr_decay, "embedding": config.layer_lr_decay**2}
-
-
 def learning_rate(config, steps_per_epoch: int = 0):
     """Adam's learning rate: constant, or cosine-decayed to 10% over config.epochs.
 
@@ -223,8 +185,7 @@ def cross_entropy(labels, logits):
 
 
 def compile_model(model: keras.Model, config, steps_per_epoch: int = 0) -> keras.Model:
-    """Adam with gradient clipping (LayerwiseAdam with --layer-lr-decay), binary
-    cross-entropy on logits, accuracy at logit 0.
+    """Adam with gradient clipping, binary cross-entropy on logits, accuracy at logit 0.
 
     With fixed batch shapes (batches.fixed_shapes), batches carry weights <float32>[batch]: 1
     for a review, 0 for a padding row (lstm_reviews.data.batches). The loss is the weighted mean,
@@ -233,18 +194,8 @@ def compile_model(model: keras.Model, config, steps_per_epoch: int = 0) -> keras
     an evaluation. With dynamic shapes, no weights: the plain mean loss and "accuracy".
     """
     # clipnorm: an LSTM's rare exploding-gradient step would otherwise undo an epoch.
-    settings = dict(
-        learning_rate=learning_rate(config, steps_per_epoch),
-        clipnorm=1.0,
-        use_ema=config.ema_momentum > 0,
-        ema_momentum=config.ema_momentum,
-    )
-    factors = layer_factors(config)
-    # Plain Adam unless the decay is on: the default run saves the optimizer it always did.
-    optimizer = (
-        LayerwiseAdam(layer_factors=factors, **settings)
-        if factors
-        else keras.optimizers.Adam(**settings)
+    optimizer = keras.optimizers.Adam(
+        learning_rate=learning_rate(config, steps_per_epoch), clipnorm=1.0
     )
     accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
     if not fixed_shapes(config):
