@@ -387,12 +387,21 @@ class UnlabeledRows:
         self._seed, self._window = seed, window
 
     def rows(self, count: int, width: int, epoch: int, step: int) -> np.ndarray:
+        if width <= 0:  # pad_sequences would keep a review whole for maxlen 0
+            raise ValueError(f"max_length must be positive, got {width!r}")
         below = int(np.searchsorted(self._lengths, width, side="right"))
         end = min(len(self._reviews), max(below, self._window))
         start = max(0, end - self._window)
         rng = np.random.default_rng([self._seed, epoch, step])
         picked = start + rng.choice(end - start, size=count, replace=end - start < count)
-        return pad([keep_last_tokens(self._reviews[i], width) for i in picked], length=width)
+        # Each cut to its last `width` tokens (keep_last_tokens) and right-padded: pad's.
+        return keras.utils.pad_sequences(
+            [self._reviews[i] for i in picked],
+            maxlen=width,
+            dtype="int32",
+            padding="post",
+            truncating="pre",
+        )
 
 
 def with_unlabeled(ids, labels, weights, unlabeled: np.ndarray):
@@ -407,8 +416,3 @@ def with_unlabeled(ids, labels, weights, unlabeled: np.ndarray):
         np.concatenate([labels, np.zeros(len(unlabeled), labels.dtype)]),
         weights,
     )
-
-
-def count_tokens(split: TokenSplit, max_length: int) -> int:
-    """Non-padding tokens per epoch of `split` once reviews are cut to max_length."""
-    return int(sum(min(len(ids), max_length) for ids in split.ids))
