@@ -18,13 +18,13 @@ from lstm_reviews.config import Config
 from lstm_reviews.data import imdb, imdb_files, text, tokens
 from lstm_reviews.data.batches import (
     NumpyBatches,
-    bucket_boundaries,
     by_length,
     fixed_shapes,
     make_batches,
     make_dataset,
     padding_share,
 )
+from lstm_reviews.data.buckets import bucket_boundaries
 from lstm_reviews.data.imdb import load_imdb, load_unlabeled, validation_rows_by_movie
 from lstm_reviews.data.imdb_files import ENV_VAR, IMDB_URL, find_imdb
 from lstm_reviews.data.text import (
