@@ -1,4 +1,4 @@
-"""tf.data (make_dataset) against NumPy batches (NumpyBatches) under the TensorFlow backend.
+"""Training batches from tf.data (make_dataset) against NumPy's (NumpyBatches), under TensorFlow.
 
     python benchmarks/bench_batches.py --tokens PATH/tokens-<hash>.npz
     python benchmarks/bench_batches.py --tokens T.npz --train-reviews 2000 --units 16
@@ -13,7 +13,7 @@ cache (train.py's own, built by any run with the default settings):
               first --train-reviews training reviews; both start from the same seed, and
               their weights afterwards are compared byte for byte
 
-Each is run --repeats times, the two paths taking turns; the best time is reported.
+Each is run --repeats times (training: the two paths taking turns); the best time is reported.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 from lstm_reviews.backend import set_up_backend  # noqa: E402
 from lstm_reviews.config import Config  # noqa: E402
 from lstm_reviews.data import batches  # noqa: E402
+from lstm_reviews.data.tf_batches import make_dataset  # noqa: E402
 from lstm_reviews.data.tokens import TokenSplit, load_token_cache  # noqa: E402
 from lstm_reviews.model.classifier import build_model, compile_model  # noqa: E402
 
@@ -41,14 +42,23 @@ PATHS = {"tf.data": True, "NumpyBatches": False}
 
 
 def epoch(split, config, tf_data: bool):
-    """One epoch's training batches as train.py gets them, by the path asked for."""
-    real = batches.uses_tf_data
-    batches.uses_tf_data = lambda: tf_data
-    try:
-        boundaries = batches.split_boundaries(split, config)
+    """Epoch 0's training batches: epoch_batches' (NumpyBatches), or tf.data's as train.py
+    had them before (make_dataset over the reviews in epoch_order's order)."""
+    boundaries = batches.split_boundaries(split, config)
+    if not tf_data:
         return batches.epoch_batches(split, config, boundaries, epoch=0)
-    finally:
-        batches.uses_tf_data = real
+    order = batches.epoch_order(len(split), config.seed, 0)
+    reordered = TokenSplit([split.ids[row] for row in order], np.asarray(split.labels)[order])
+    fixed = batches.fixed_shapes(config)
+    return make_dataset(
+        reordered,
+        batch_size=config.batch_size,
+        max_length=config.max_length,
+        seed=config.seed,
+        bucket=config.bucket_by_length,
+        boundaries=boundaries if fixed else None,
+        fixed=fixed,
+    )
 
 
 def as_numpy(batch):

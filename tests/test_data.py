@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import write_tiny_imdb
 
+from lstm_reviews.backend import runs_on_tensorflow
 from lstm_reviews.config import Config
 from lstm_reviews.data import imdb, imdb_files, text, tokens
 from lstm_reviews.data.batches import (
@@ -418,7 +419,7 @@ TRICKY_TEXTS = [
 @pytest.mark.parametrize("vocab_size", [12, 25, 1000])
 def test_vectorizer_gives_text_vectorizations_vocabulary_and_ids(tiny_imdb, tmp_path, vocab_size):
     # Today's token ids, as keras.layers.TextVectorization gave them, must not move.
-    if keras.backend.backend() != "tensorflow":
+    if not runs_on_tensorflow():
         pytest.skip("the reference, TextVectorization(ragged=True), needs the TensorFlow backend")
     import tensorflow as tf
 
@@ -570,6 +571,37 @@ def test_numpy_batches_equal_the_tf_data_batches():
             )
 
         assert as_set(tf_batches) == as_set(np_batches)
+
+
+@pytest.mark.parametrize("shapes", ["fixed", "dynamic"])
+def test_epoch_batches_are_numpy_and_equal_the_tf_data_ones_in_order(shapes):
+    """Training batches come from NumpyBatches under every backend, in the order and with
+    the bytes of the tf.data batches train.py took under TensorFlow before (make_dataset
+    over the reviews in epoch_order's order), from any first step on."""
+    from lstm_reviews.data.batches import epoch_batches, epoch_order, split_boundaries
+
+    split = _token_split(np.random.default_rng(7).integers(1, 45, size=150))
+    config = Config(max_length=30, batch_size=8, batch_shapes=shapes, seed=5)
+    boundaries = split_boundaries(split, config)
+    made = list(epoch_batches(split, config, boundaries, epoch=2))
+    assert all(isinstance(part, np.ndarray) for batch in made for part in batch)
+    assert [b[0].tobytes() for b in epoch_batches(split, config, boundaries, 2, first_step=3)] == [
+        b[0].tobytes() for b in made[3:]
+    ]
+    if not runs_on_tensorflow():
+        return
+    order = epoch_order(len(split), config.seed, 2)
+    reordered = TokenSplit([split.ids[row] for row in order], split.labels[order])
+    fixed = shapes == "fixed"
+    reference = make_dataset(
+        reordered, 8, 30, seed=5, boundaries=boundaries if fixed else None, fixed=fixed
+    )
+    reference = [tuple(part.numpy() for part in batch) for batch in reference]
+    assert len(made) == len(reference)
+    for ours, theirs in zip(made, reference):
+        assert len(ours) == len(theirs) == (3 if fixed else 2)
+        for a, b in zip(ours, theirs):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
 def _distinct_reviews(lengths, seed=0) -> TokenSplit:

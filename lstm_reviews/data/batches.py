@@ -1,11 +1,12 @@
 """Batches for training and evaluation: (ids <int32>[batch, time], labels <float32>[batch]),
 and with fixed shapes weights <float32>[batch].
 
-`make_dataset` (tf.data) and `NumpyBatches` (a `keras.utils.PyDataset`, NumPy alone: the
-JAX and PyTorch backends) make the same batches: ids right-padded with 0 (0 is never a
-token; the Embedding's mask_zero masks it). A review longer than max_length keeps its LAST
-tokens: reviewers tend to close with their verdict ("... 8/10, go see it"), while the
-opening is often plot summary. `make_batches` picks the one for the backend.
+`NumpyBatches` (a `keras.utils.PyDataset`, NumPy alone) and `make_dataset` (tf.data, for
+evaluation under TensorFlow: tf_batches.py) make the same batches: ids right-padded with 0
+(0 is never a token; the Embedding's mask_zero masks it). A review longer than max_length
+keeps its LAST tokens: reviewers tend to close with their verdict ("... 8/10, go see it"),
+while the opening is often plot summary. Training batches (`epoch_batches`) come from NumpyBatches
+under every backend; `make_batches` picks the evaluation batches' maker for the backend.
 
 Shapes (config.batch_shapes, resolved by `fixed_shapes`): see buckets.py.
 """
@@ -149,7 +150,9 @@ def padding_share(batches) -> float:
 
 
 def uses_tf_data() -> bool:
-    """tf.data under the TensorFlow backend (when TensorFlow is installed), else NumpyBatches."""
+    """Evaluation batches from tf.data under the TensorFlow backend (when TensorFlow is
+    installed), else NumpyBatches. model.evaluate turns a PyDataset into a tf.data pipeline
+    whose shapes come from its first batches, which dynamic batches of other lengths break."""
     return runs_on_tensorflow()
 
 
@@ -188,7 +191,8 @@ def make_batches(split: TokenSplit, config, boundaries: Sequence[int] | None):
     split_boundaries(training split), extended for the longer reviews. With dynamic shapes
     (fixed_shapes), (ids, labels) batches, boundaries unused. Training batches: epoch_batches.
 
-    tf.data under the TensorFlow backend; NumpyBatches otherwise (no TensorFlow needed).
+    tf.data under the TensorFlow backend (uses_tf_data); NumpyBatches otherwise (no
+    TensorFlow needed).
     """
     fixed = fixed_shapes(config)
     length = evaluation_length(split, config)
@@ -204,7 +208,7 @@ def make_batches(split: TokenSplit, config, boundaries: Sequence[int] | None):
 
 def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
     """<int64>[count]: the order of the training reviews in 0-based `epoch`, a function of
-    (seed, epoch) alone (NumpyBatches shuffles so too): a resumed run finds any epoch's order
+    (seed, epoch) alone, as NumpyBatches shuffles: a resumed run finds any epoch's order
     without replaying the epochs before it, as tf.data's reshuffle_each_iteration would need."""
     return np.random.default_rng([seed, epoch]).permutation(count)
 
@@ -224,9 +228,8 @@ def epoch_batches(
         boundaries=boundaries if fixed else None,
         fixed=fixed,
     )
-    if uses_tf_data():
-        order = epoch_order(len(split), config.seed, epoch)
-        return make_dataset(split, order=order, **kwargs).skip(first_step)
+    # NumPy under every backend: train.py calls train_on_batch batch by batch, so tf.data's
+    # prefetching has nothing to overlap with (benchmarks/bench_batches.py: the same batches).
     made = NumpyBatches(split, shuffle=True, epoch=epoch, **kwargs)
     return (made[index] for index in range(first_step, len(made)))
 

@@ -20,7 +20,6 @@ def make_dataset(
     bucket: bool = True,
     boundaries: Sequence[int] | None = None,
     fixed: bool = True,
-    order: np.ndarray | None = None,
 ):
     """tf.data batches: (ids <int32>[batch_size, time], labels <float32>[batch_size],
     weights <float32>[batch_size]), weight 0 for the padding rows that fill a short batch.
@@ -30,15 +29,10 @@ def make_dataset(
     bucket, every batch then max_length long. fixed=False: dynamic shapes, (ids <int32>[batch,
     time], labels <float32>[batch]), time the batch's longest review, boundaries this split's
     own, a bucket's last batch short (bucket=False: batches in order).
-    order: <int>[reviews], the order the reviews enter the bucketing in (one epoch's, from
-    epoch_order); it replaces `shuffle`, and the dataset is that epoch alone.
     """
     import tensorflow as tf
 
     ids, lengths = truncated(split, max_length)
-    if order is not None:
-        ids, lengths, shuffle = [ids[row] for row in order], lengths[order], False
-        split = TokenSplit(ids, np.asarray(split.labels)[order])
     if fixed:
         boundaries = checked_boundaries(lengths, max_length, bucket, boundaries)
     elif bucket:
