@@ -42,10 +42,7 @@ import sys
 from lstm_reviews.config import Config
 from lstm_reviews.errors import run_command
 from lstm_reviews.rundir import RunDir
-
-# The exporting itself; named here too, where train.py and the tests have called it.
 from lstm_reviews.serving.savedmodel import export_saved_model
-from lstm_reviews.serving.versions import published_version, version_dirs  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:
