@@ -106,8 +106,7 @@ def _export_saved_model(
     archive = _serving_archive(run, config)
     out_dir = Path(config.export_dir if out_dir is None else out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    info = _export_info(run_dir, run_id, config)
-    return _write_version(archive, out_dir, info)
+    return _write_version(archive, out_dir, lambda: _export_info(run_dir, run_id, config))
 
 
 def _serving_archive(run, config):
@@ -148,9 +147,10 @@ def _export_info(run_dir, run_id: str | None, config) -> dict:
     }
 
 
-def _write_version(archive, out_dir: Path, info: dict) -> Path:
-    """Writes the archive and export.json into a staging directory of out_dir, flushed, then
-    published as the next version (versions.publish); nothing is published on a failure."""
+def _write_version(archive, out_dir: Path, describe) -> Path:
+    """Writes the archive and export.json (describe(): its contents, asked once the archive
+    is written) into a staging directory of out_dir, flushed, then published as the next
+    version (versions.publish); nothing is published on a failure."""
     import tensorflow as tf
 
     # mkdir, not tempfile.mkdtemp: that makes the directory 0700, which would hide the
@@ -162,7 +162,8 @@ def _write_version(archive, out_dir: Path, info: dict) -> Path:
         versions.write_saved_model(archive, staging)
         extra = staging / "assets.extra"  # TF Serving's place for files beside the model
         extra.mkdir()
-        (extra / "export.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        info = json.dumps(describe(), indent=2)
+        (extra / "export.json").write_text(info + "\n", encoding="utf-8")
         write_warmup_requests(staging, out_dir.resolve().name, INPUT_NAME)
         versions.fsync_tree(staging)
         crash_point("export")  # the version written, not yet published
