@@ -25,7 +25,7 @@ import numpy as np
 from lstm_reviews import rundir
 from lstm_reviews.config import Config
 from lstm_reviews.data import text
-from lstm_reviews.predict import length_batches
+from lstm_reviews.serving.prediction_lines import length_batches
 from lstm_reviews.serving.predictor import Predictor, label
 from lstm_reviews.training.run import train_and_evaluate
 
@@ -50,7 +50,7 @@ class Run(rundir.Run):
                                 config.eval_max_length); 0: nothing was left of the review,
                                 the probability is the bias alone
 
-        Reviews of similar length share a batch (predict.length_batches, as the command
+        Reviews of similar length share a batch (prediction_lines.length_batches, as the command
         batches them), each padded to its longest (padding is masked, so a review's verdict
         does not depend on its batch).
         """
@@ -84,7 +84,7 @@ class Run(rundir.Run):
     def export(self, out_dir=None) -> Path:
         """Publishes the run as a new SavedModel version in out_dir (default: the run's
         config.export_dir); returns the version's directory (TensorFlow backend only)."""
-        from lstm_reviews.export import export_saved_model
+        from lstm_reviews.serving.savedmodel import export_saved_model
 
         return export_saved_model(self.path, out_dir)
 

@@ -14,25 +14,20 @@ import numpy as np
 import pytest
 from conftest import write_tiny_imdb
 
+from lstm_reviews.backend import runs_on_tensorflow
 from lstm_reviews.config import Config
-from lstm_reviews.data import imdb, text, tokens
+from lstm_reviews.data import imdb, imdb_files, text, tokens
 from lstm_reviews.data.batches import (
     NumpyBatches,
-    bucket_boundaries,
     by_length,
     fixed_shapes,
     make_batches,
     make_dataset,
     padding_share,
 )
-from lstm_reviews.data.imdb import (
-    ENV_VAR,
-    IMDB_URL,
-    find_imdb,
-    load_imdb,
-    load_unlabeled,
-    validation_rows_by_movie,
-)
+from lstm_reviews.data.buckets import bucket_boundaries
+from lstm_reviews.data.imdb import load_imdb, load_unlabeled, validation_rows_by_movie
+from lstm_reviews.data.imdb_files import ENV_VAR, IMDB_URL, find_imdb
 from lstm_reviews.data.text import (
     build_vectorizer,
     keep_last_tokens,
@@ -123,7 +118,7 @@ def test_a_copy_of_the_tarball_elsewhere_is_the_same_data(
     copy.parent.mkdir()
     copy.write_bytes(tiny_imdb_tarball.read_bytes())
     os.utime(copy, (1, 1))
-    assert imdb.file_identity(copy) == imdb.file_identity(tiny_imdb_tarball)
+    assert imdb_files.file_identity(copy) == imdb_files.file_identity(tiny_imdb_tarball)
     assert tokens.token_settings(Config(data=str(copy))) == tokens.token_settings(
         Config(data=str(tiny_imdb_tarball))
     )
@@ -132,7 +127,7 @@ def test_a_copy_of_the_tarball_elsewhere_is_the_same_data(
     changed = bytearray(copy.read_bytes())
     changed[len(changed) // 2] ^= 1
     copy.write_bytes(bytes(changed))
-    assert imdb.file_identity(copy) != imdb.file_identity(tiny_imdb_tarball)
+    assert imdb_files.file_identity(copy) != imdb_files.file_identity(tiny_imdb_tarball)
 
 
 def test_lookup_order_data_then_env_var_then_keras_cache(tmp_path, monkeypatch, no_download):
@@ -424,7 +419,7 @@ TRICKY_TEXTS = [
 @pytest.mark.parametrize("vocab_size", [12, 25, 1000])
 def test_vectorizer_gives_text_vectorizations_vocabulary_and_ids(tiny_imdb, tmp_path, vocab_size):
     # Today's token ids, as keras.layers.TextVectorization gave them, must not move.
-    if keras.backend.backend() != "tensorflow":
+    if not runs_on_tensorflow():
         pytest.skip("the reference, TextVectorization(ragged=True), needs the TensorFlow backend")
     import tensorflow as tf
 
@@ -458,6 +453,58 @@ def _token_split(lengths, seed=0) -> TokenSplit:
     rng = np.random.default_rng(seed)
     ids = [rng.integers(2, 50, size=n).astype(np.int32) for n in lengths]
     return TokenSplit(ids, rng.integers(0, 2, size=len(lengths)).astype(np.int32))
+
+
+def _hand_padded(reviews, length=0):
+    """text.pad and keep_last_tokens as they were before keras.utils.pad_sequences (kept
+    here as the reference the replacement must equal, value and dtype)."""
+    longest = max((len(review) for review in reviews), default=0)
+    ids = np.zeros((len(reviews), max(longest, length)), np.int32)
+    for row, review in zip(ids, reviews):
+        row[: len(review)] = review
+    return ids
+
+
+RAGGED = [
+    [np.arange(2, 9, dtype=np.int32), np.array([], np.int32), np.array([7], np.int32)],
+    [np.arange(3, 40, dtype=np.int64), np.array([], np.int64)],  # int64: cache-less ids
+    [[5, 6, 7], [8]],
+    [np.array([], np.int32)] * 3,
+    [],
+]
+
+
+@pytest.mark.parametrize("reviews", RAGGED)
+@pytest.mark.parametrize("length", [0, 40, 64])
+def test_pad_equals_the_hand_written_padding(reviews, length):
+    padded = text.pad(reviews, length=length)
+    expected = _hand_padded(reviews, length)
+    assert padded.dtype == expected.dtype == np.int32
+    assert padded.shape == expected.shape and np.array_equal(padded, expected)
+
+
+@pytest.mark.parametrize("reviews", RAGGED[:4])
+@pytest.mark.parametrize("width", [1, 3, 8, 50])
+def test_unlabeled_rows_cut_and_pad_as_by_hand(reviews, width):
+    """UnlabeledRows.rows: pad_sequences(truncating="pre") == pad(keep_last_tokens(...))."""
+    from lstm_reviews.data.batches import UnlabeledRows
+
+    reviews = [np.asarray(review, np.int32) for review in reviews]
+    unlabeled = UnlabeledRows(reviews, max_length=60, seed=3, window=len(reviews))
+    rows = unlabeled.rows(5, width, epoch=1, step=2)
+    # The same draw, by hand: the reviews sorted by length (stable), the window, then choice.
+    ordered = sorted(reviews, key=len)
+    lengths = np.array([len(review) for review in ordered])
+    below = int(np.searchsorted(lengths, width, side="right"))
+    end = min(len(ordered), max(below, len(reviews)))
+    start = max(0, end - len(reviews))
+    rng = np.random.default_rng([3, 1, 2])
+    picked = start + rng.choice(end - start, size=5, replace=end - start < 5)
+    expected = _hand_padded([keep_last_tokens(ordered[i], width) for i in picked], width)
+    assert rows.dtype == expected.dtype == np.int32
+    assert rows.shape == (5, width) and np.array_equal(rows, expected)
+    with pytest.raises(ValueError):
+        unlabeled.rows(5, 0, epoch=1, step=2)
 
 
 def test_keep_last_tokens_keeps_the_end():
@@ -524,6 +571,37 @@ def test_numpy_batches_equal_the_tf_data_batches():
             )
 
         assert as_set(tf_batches) == as_set(np_batches)
+
+
+@pytest.mark.parametrize("shapes", ["fixed", "dynamic"])
+def test_epoch_batches_are_numpy_and_equal_the_tf_data_ones_in_order(shapes):
+    """Training batches come from NumpyBatches under every backend, in the order and with
+    the bytes of the tf.data batches train.py took under TensorFlow before (make_dataset
+    over the reviews in epoch_order's order), from any first step on."""
+    from lstm_reviews.data.batches import epoch_batches, epoch_order, split_boundaries
+
+    split = _token_split(np.random.default_rng(7).integers(1, 45, size=150))
+    config = Config(max_length=30, batch_size=8, batch_shapes=shapes, seed=5)
+    boundaries = split_boundaries(split, config)
+    made = list(epoch_batches(split, config, boundaries, epoch=2))
+    assert all(isinstance(part, np.ndarray) for batch in made for part in batch)
+    assert [b[0].tobytes() for b in epoch_batches(split, config, boundaries, 2, first_step=3)] == [
+        b[0].tobytes() for b in made[3:]
+    ]
+    if not runs_on_tensorflow():
+        return
+    order = epoch_order(len(split), config.seed, 2)
+    reordered = TokenSplit([split.ids[row] for row in order], split.labels[order])
+    fixed = shapes == "fixed"
+    reference = make_dataset(
+        reordered, 8, 30, seed=5, boundaries=boundaries if fixed else None, fixed=fixed
+    )
+    reference = [tuple(part.numpy() for part in batch) for batch in reference]
+    assert len(made) == len(reference)
+    for ours, theirs in zip(made, reference):
+        assert len(ours) == len(theirs) == (3 if fixed else 2)
+        for a, b in zip(ours, theirs):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
 def _distinct_reviews(lengths, seed=0) -> TokenSplit:

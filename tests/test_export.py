@@ -16,6 +16,7 @@ from serving_helpers import keras_probabilities, write_run_dir
 
 from lstm_reviews import export
 from lstm_reviews.rundir import RunDir
+from lstm_reviews.serving import versions
 
 REPO = Path(__file__).resolve().parents[1]
 LONG_START = "wonderful brilliant loved amazing superb great " * 4
@@ -152,7 +153,7 @@ def test_failed_export_leaves_no_version_behind(exported, tmp_path, monkeypatch)
         assert (root / "saved_model.pb").is_file()
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(export, "_fsync_tree", disk_full)
+    monkeypatch.setattr(versions, "fsync_tree", disk_full)
     assert export.main([str(run_dir), "--out", str(model_dir)]) == 1
     monkeypatch.undo()
     assert sorted(path.name for path in model_dir.iterdir()) == [".export-crashed", "1", "notes"]
@@ -167,9 +168,9 @@ def test_publish_never_replaces_a_version(tmp_path, monkeypatch):
     staging.mkdir()
     (staging / "saved_model.pb").write_bytes(b"mine")
     guesses = iter([2])  # a stale guess, as when a concurrent export published 2 meanwhile
-    real_next = export._next_version
-    monkeypatch.setattr(export, "_next_version", lambda out: next(guesses, None) or real_next(out))
-    assert export._publish(staging, tmp_path) == tmp_path / "3"
+    real_next = versions.next_version
+    monkeypatch.setattr(versions, "next_version", lambda out: next(guesses, None) or real_next(out))
+    assert versions.publish(staging, tmp_path) == tmp_path / "3"
     assert (tmp_path / "2" / "saved_model.pb").read_bytes() == b"theirs"
     assert (tmp_path / "3" / "saved_model.pb").read_bytes() == b"mine"
 
@@ -313,11 +314,11 @@ def test_a_resumed_run_records_the_version_published_before_its_kill(tmp_path):
     published = export.export_saved_model(run_dir.path)  # then the kill, before the commit
     info = json.loads((published / "assets.extra" / "export.json").read_text())
     assert info["run_id"] == "0123abcd"
-    assert export.published_version(served, "0123abcd") == published
-    assert export.published_version(served, "another run") is None
+    assert versions.published_version(served, "0123abcd") == published
+    assert versions.published_version(served, "another run") is None
 
     export_run(config, run_dir, state)
-    assert export.version_dirs(served) == [published]
+    assert versions.version_dirs(served) == [published]
     assert json.loads((run_dir / "state.json").read_text())["exported"] == str(published)
 
 
@@ -335,7 +336,7 @@ def test_tensorflow_disk_full_is_one_line_naming_the_model_directory(
             None, None, f"{path}/variables/variables.data-00000-of-00001; No space left on device"
         )
 
-    monkeypatch.setattr(export, "write_saved_model", disk_full)
+    monkeypatch.setattr(versions, "write_saved_model", disk_full)
     monkeypatch.chdir(tmp_path)  # the run's export_dir is relative: saved_models/imdb_lstm
     if out_option:
         out, option = tmp_path / "models", "--out"

@@ -17,6 +17,8 @@ from serving_helpers import keras_probabilities, write_run_dir
 
 from lstm_reviews import export, predict
 from lstm_reviews.config import Config
+from lstm_reviews.serving import prediction_lines
+from lstm_reviews.serving import reviews as review_input
 
 POSITIVE = "A wonderful film, the actors were brilliant and I loved the story."
 NEGATIVE = "Awful plot. The worst movie of the year, boring and dull."
@@ -144,11 +146,14 @@ def test_a_failing_review_costs_only_its_own_line(predictor):
             return predictor(texts)
 
     reviews = [
-        predict.Review(text, "f.txt", n)
+        review_input.Review(text, "f.txt", n)
         for n, text in enumerate([POSITIVE, "BOOM goes the film", NEGATIVE, "Great"], start=1)
     ]
     out = io.StringIO()
-    assert predict.run(Flaky(), reviews, out, batch_size=3) == predict.EXIT_SOME_FAILED
+    assert (
+        prediction_lines.run(Flaky(), reviews, out, batch_size=3)
+        == prediction_lines.EXIT_SOME_FAILED
+    )
     records = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [record["line"] for record in records] == [1, 2, 3, 4]
     assert records[1]["error"] == "prediction failed: cannot handle BOOM"
@@ -463,14 +468,15 @@ def test_command_line_closed_streams_and_full_disk(exported, tmp_path):
 
 def test_length_batches_keep_a_long_review_from_padding_short_ones():
     lengths = [10] * 15 + [369_187] + [12] * 16
-    grouped = predict.length_batches(lengths, 32)
+    grouped = prediction_lines.length_batches(lengths, 32)
     assert sorted(index for batch in grouped for index in batch) == list(range(32))
     assert [15] in grouped  # the long one alone
-    budget = 32 * predict.TOKENS_PER_REVIEW
+    budget = 32 * prediction_lines.TOKENS_PER_REVIEW
     for batch in grouped:
         assert len(batch) <= 32
         assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= budget
-    assert len(predict.length_batches([300] * 100, 32)) == 4  # IMDB-sized reviews fill batches
+    # IMDB-sized reviews fill batches
+    assert len(prediction_lines.length_batches([300] * 100, 32)) == 4
 
 
 def _predict_process(model: Path, reviews: list[str], folder: Path) -> tuple:
@@ -524,25 +530,25 @@ def test_a_2mb_review_among_short_ones_is_cut_and_costs_seconds_and_little_memor
 def test_binary_after_the_first_8_kb_gets_error_lines_and_few_warnings(exported, tmp_path, capsys):
     """A text file with a program appended past the part read to tell text from binary:
     each line of the program is an error, not a prediction; each text line is predicted."""
-    text_lines = [POSITIVE, NEGATIVE] * (predict.SNIFF_BYTES // len(POSITIVE + NEGATIVE) + 2)
+    text_lines = [POSITIVE, NEGATIVE] * (review_input.SNIFF_BYTES // len(POSITIVE + NEGATIVE) + 2)
     text = "\n".join(text_lines).encode() + b"\n"
-    assert len(text) > predict.SNIFF_BYTES
+    assert len(text) > review_input.SNIFF_BYTES
     program = Path(sys.executable).resolve().read_bytes()[:20000]
     assert b"\0" in program and b"\n" in program
     latin1 = "Café: a wonderful film.\n".encode("latin-1")  # invalid UTF-8 but text: predicted
     path = tmp_path / "reviews.txt"
-    path.write_bytes(text + latin1 * (predict.MAX_WARNINGS + 3) + program)
+    path.write_bytes(text + latin1 * (review_input.MAX_WARNINGS + 3) + program)
     code, records = _main(["--model", str(exported[1]), "--file", str(path)])
     assert code == 1
     predicted = [record for record in records if "probability" in record]
-    assert len(predicted) == len(text_lines) + predict.MAX_WARNINGS + 3
+    assert len(predicted) == len(text_lines) + review_input.MAX_WARNINGS + 3
     assert [record["line"] for record in predicted] == list(range(1, len(predicted) + 1))
     errors = records[len(predicted) :]
     assert errors and all(
         record["error"].startswith("not text (") and record["text"] == "" for record in errors
     )
     warnings = capsys.readouterr().err.splitlines()
-    assert len(warnings) == predict.MAX_WARNINGS + 1
+    assert len(warnings) == review_input.MAX_WARNINGS + 1
     assert all("invalid UTF-8" in line for line in warnings[:-1])
     assert warnings[-1] == "warning: ... and 3 more like these, not shown"
 
@@ -560,4 +566,4 @@ def test_binary_after_the_first_8_kb_gets_error_lines_and_few_warnings(exported,
     ],
 )
 def test_line_not_text(line, binary):
-    assert (predict.line_not_text(line) is not None) == binary
+    assert (review_input.line_not_text(line) is not None) == binary

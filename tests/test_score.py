@@ -14,6 +14,7 @@ import pytest
 from serving_helpers import TRAIN_TEXTS, write_run_dir
 
 from lstm_reviews import export, predict, score
+from lstm_reviews.serving import score_lines, scoring
 
 WORDS = " ".join(TRAIN_TEXTS).split() + ["unknownword", "<br />", "film!"]
 
@@ -101,18 +102,18 @@ def test_every_line_lands_once_good_or_bad(model_dir, tmp_path):
     (data / "reviews.jsonl").write_text("\n".join(json_lines) + "\n", encoding="utf-8")
     (data / "image.bin").write_bytes(bytes(range(256)) * 8)
     code, predictions, errors = _score(tmp_path / "out", [str(data / "*")], model_dir)
-    assert code == score.EXIT_SOME_BAD
+    assert code == scoring.EXIT_SOME_BAD
     names = ("plain.txt", "reviews.jsonl", "image.bin")
     plain, jsonl, binary = (str(data / name) for name in names)
     reasons = {(r["source"], r["line"]): r["error"] for r in errors}
     assert len(reasons) == len(errors)  # no line twice
     assert reasons[(binary, None)].startswith("not text (")
-    assert reasons[(plain, 2)] == score.EMPTY and reasons[(plain, 4)] == score.EMPTY
+    assert reasons[(plain, 2)] == score_lines.EMPTY and reasons[(plain, 4)] == score_lines.EMPTY
     assert reasons[(plain, 3)].startswith("not UTF-8 text")
     assert reasons[(plain, 5)].startswith("no words left")
     assert reasons[(jsonl, 2)].startswith("bad JSON")
     assert reasons[(jsonl, 3)] == reasons[(jsonl, 4)] == 'no "text" field holding a string'
-    assert reasons[(jsonl, 5)] == score.EMPTY
+    assert reasons[(jsonl, 5)] == score_lines.EMPTY
     assert reasons[(jsonl, 7)].startswith("no words left")
     assert [r["id"] for r in errors if "id" in r] == [7]
     placed = {(r["source"], r["line"]) for r in predictions if "source" in r}

@@ -27,6 +27,7 @@ from lstm_reviews.data.tokens import TokenSplit, load_token_cache, prepare_token
 from lstm_reviews.model import classifier
 from lstm_reviews.options import config_from_args
 from lstm_reviews.rundir import RunDir
+from lstm_reviews.serving import versions
 from lstm_reviews.training import pretrain
 from lstm_reviews.training import run as training_run
 
@@ -271,6 +272,7 @@ def test_ctrl_c_landing_inside_a_del_still_stops_the_run(tiny_imdb, tmp_path):
 HOLD_LOCKS = """
 import sys, time
 from lstm_reviews.rundir import RunDir
+from lstm_reviews.serving import versions
 held = [RunDir(path).locked() for path in sys.argv[1:]]
 for lock in held:
     lock.__enter__()
@@ -643,7 +645,7 @@ def test_disk_full_in_the_final_export_is_one_line(tiny_imdb, tmp_path, monkeypa
             None, None, f"{path}/variables/variables.data-00000-of-00001; No space left on device"
         )
 
-    monkeypatch.setattr(export, "write_saved_model", disk_full)
+    monkeypatch.setattr(versions, "write_saved_model", disk_full)
     argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--export", "--export-dir", str(models))
     assert train.main(argv) == 1
     err = capsys.readouterr().err

@@ -1,24 +1,14 @@
 """Batches for training and evaluation: (ids <int32>[batch, time], labels <float32>[batch]),
 and with fixed shapes weights <float32>[batch].
 
-`make_dataset` (tf.data) and `NumpyBatches` (a `keras.utils.PyDataset`, NumPy alone: the
-JAX and PyTorch backends) make the same batches: ids right-padded with 0 (0 is never a
-token; the Embedding's mask_zero masks it). A review longer than max_length keeps its LAST
-tokens: reviewers tend to close with their verdict ("... 8/10, go see it"), while the
-opening is often plot summary. `make_batches` picks the one for the backend.
+`NumpyBatches` (a `keras.utils.PyDataset`, NumPy alone) and `make_dataset` (tf.data, for
+evaluation under TensorFlow: tf_batches.py) make the same batches: ids right-padded with 0
+(0 is never a token; the Embedding's mask_zero masks it). A review longer than max_length
+keeps its LAST tokens: reviewers tend to close with their verdict ("... 8/10, go see it"),
+while the opening is often plot summary. Training batches (`epoch_batches`) come from NumpyBatches
+under every backend; `make_batches` picks the evaluation batches' maker for the backend.
 
-Shapes (config.batch_shapes, resolved by `fixed_shapes`). Dynamic: reviews of similar length
-share a batch (length buckets of about equally many reviews of the split), each batch is
-padded to its own longest review, and a bucket's last batch is short: the least padding, in
-some 50 shapes an epoch on IMDB, which tf.function's relaxed shapes trace at no cost. Fixed:
-reviews go to length buckets (bucket_boundaries: about equally many training reviews
-in each), and a bucket's batches are padded to the bucket's longest length, not to their own
-longest review; every batch holds exactly batch_size rows, a bucket's last, short batch being
-topped up with padding rows (all ids 0, label 0, weight 0). So an epoch brings one shape per
-bucket, the same every epoch, for training and for evaluation alike: JAX and XLA compile a
-step once per shape. The weights keep the padding
-rows out of the loss and the metrics (model.compile_model divides the loss by the weights'
-sum), so a padded batch trains and scores its reviews exactly as the unpadded one would.
+Shapes (config.batch_shapes, resolved by `fixed_shapes`): see buckets.py.
 """
 
 from __future__ import annotations
@@ -30,144 +20,23 @@ import keras  # with the JAX, PyTorch or NumPy backend this does not load Tensor
 import numpy as np
 
 from lstm_reviews.backend import runs_on_tensorflow
+from lstm_reviews.data.buckets import (
+    checked_boundaries,
+    fixed_shapes,
+    own_boundaries,
+    truncated,
+)
 from lstm_reviews.data.text import keep_last_tokens, pad
-from lstm_reviews.data.tokens import TokenSplit, flat
+from lstm_reviews.data.tf_batches import make_dataset
+from lstm_reviews.data.tokens import TokenSplit
 
 # Inspection and the ledger: lengths rounded up to a multiple of 16, at most 38 for 600 tokens.
 LENGTH_MULTIPLE = 16
-# 16 shapes per batch size. On IMDB, 8.5% of the training batches' positions are padding
-# (6.8% when each batch was padded to its own longest review, in 53 shapes an epoch).
-NUM_BUCKETS = 16
-
-
-def fixed_shapes(config) -> bool:
-    """Whether batches have fixed shapes, per config.batch_shapes: "fixed" or "dynamic", and
-    "auto" fixed under the JAX and PyTorch backends (a compilation per shape) but dynamic
-    under TensorFlow (relaxed tracing takes any shape; the least padding)."""
-    if config.batch_shapes == "auto":
-        return keras.backend.backend() != "tensorflow"
-    return config.batch_shapes == "fixed"
 
 
 def eval_batch_size(config) -> int:
     """Reviews per validation and test batch: config.eval_batch_size, else the training's."""
     return config.eval_batch_size or config.batch_size
-
-
-def _quantile_bounds(lengths: np.ndarray, num_buckets: int) -> list:
-    """Exclusive upper bounds at the inner quantiles of `lengths`: buckets of about equally
-    many reviews (none for no lengths)."""
-    if not len(lengths):
-        return []
-    quantiles = np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:-1])
-    return [int(q) + 1 for q in quantiles]
-
-
-def _own_boundaries(lengths: np.ndarray, num_buckets: int = NUM_BUCKETS) -> list:
-    """Dynamic shapes: exclusive upper bounds of buckets of about equally many `lengths`; a
-    review past the last bound goes to one more bucket."""
-    lengths = np.asarray(lengths)
-    if not len(lengths):
-        return [1]
-    return sorted(set(_quantile_bounds(lengths, num_buckets))) or [int(lengths.max()) + 1]
-
-
-def bucket_boundaries(lengths: np.ndarray, max_length: int, num_buckets: int = NUM_BUCKETS) -> list:
-    """Exclusive upper bounds of length buckets holding about equally many of `lengths`.
-
-    lengths: <int>[reviews], already cut to max_length. The last bound is max_length + 1, so
-    every review has a bucket; a bucket's batches are padded to its bound - 1 (tf.data's
-    pad_to_bucket_boundary), never fewer than 1 step. Worked example: lengths [3, 5, 9, 40],
-    max_length 40, 2 buckets: the median 7 gives [8, 41]; reviews of 3 and 5 tokens are padded
-    to 7, those of 9 and 40 to 40.
-    """
-    bounds = _quantile_bounds(np.asarray(lengths), num_buckets)
-    # At least 2: a bucket padded to 0 steps would give the LSTM nothing to run over.
-    return sorted({max(bound, 2) for bound in bounds} | {max_length + 1})
-
-
-def _truncated(split: TokenSplit, max_length: int):
-    ids = [keep_last_tokens(np.asarray(x, np.int32), max_length) for x in split.ids]
-    return ids, np.fromiter((len(x) for x in ids), np.int64, len(ids))
-
-
-def _boundaries(lengths, max_length: int, bucket: bool, boundaries: Sequence[int] | None) -> list:
-    """The given boundaries (checked), else this split's own (bucket) or one bucket."""
-    if boundaries is None:
-        return bucket_boundaries(lengths, max_length) if bucket else [max_length + 1]
-    boundaries = [int(b) for b in boundaries]
-    if boundaries != sorted(set(boundaries)) or boundaries[0] < 2 or boundaries[-1] <= max_length:
-        raise ValueError(
-            f"bucket boundaries must increase from >= 2 to above max_length {max_length}, "
-            f"got {boundaries}"
-        )
-    return boundaries
-
-
-def make_dataset(
-    split: TokenSplit,
-    batch_size: int,
-    max_length: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    bucket: bool = True,
-    boundaries: Sequence[int] | None = None,
-    fixed: bool = True,
-    order: np.ndarray | None = None,
-):
-    """tf.data batches: (ids <int32>[batch_size, time], labels <float32>[batch_size],
-    weights <float32>[batch_size]), weight 0 for the padding rows that fill a short batch.
-
-    time is the bucket's bound - 1 (see the module's docstring). boundaries: the length
-    buckets (bucket_boundaries); None: this split's own, or with bucket=False a single
-    bucket, every batch then max_length long. fixed=False: dynamic shapes, (ids <int32>[batch,
-    time], labels <float32>[batch]), time the batch's longest review, boundaries this split's
-    own, a bucket's last batch short (bucket=False: batches in order).
-    order: <int>[reviews], the order the reviews enter the bucketing in (one epoch's, from
-    epoch_order); it replaces `shuffle`, and the dataset is that epoch alone.
-    """
-    import tensorflow as tf
-
-    ids, lengths = _truncated(split, max_length)
-    if order is not None:
-        ids, lengths, shuffle = [ids[row] for row in order], lengths[order], False
-        split = TokenSplit(ids, np.asarray(split.labels)[order])
-    if fixed:
-        boundaries = _boundaries(lengths, max_length, bucket, boundaries)
-    elif bucket:
-        boundaries = _own_boundaries(lengths)
-    all_ids = tf.constant(flat(ids))
-    ends = np.cumsum(lengths)
-    labels = split.labels.astype(np.float32)
-    dataset = tf.data.Dataset.from_tensor_slices((ends - lengths, ends, labels))
-    # Slicing one flat tensor: from_tensor_slices of a RaggedTensor yields ragged elements,
-    # which padded_batch refuses.
-    dataset = dataset.map(lambda start, end, label: (all_ids[start:end], label))
-    if shuffle:
-        dataset = dataset.shuffle(max(len(ids), 1), seed=seed, reshuffle_each_iteration=True)
-    if not fixed and not bucket:
-        dataset = dataset.padded_batch(
-            batch_size, padded_shapes=([None], []), padding_values=(0, 0.0)
-        )
-        return dataset.prefetch(tf.data.AUTOTUNE)
-    dataset = dataset.bucket_by_sequence_length(
-        element_length_func=lambda ids, label: tf.shape(ids)[0],
-        bucket_boundaries=boundaries,
-        # tf.data keeps a bucket past the last bound: with fixed shapes no review reaches it.
-        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-        padded_shapes=([None], []),
-        padding_values=(0, 0.0),
-        pad_to_bucket_boundary=fixed,
-    )
-    if not fixed:
-        return dataset.prefetch(tf.data.AUTOTUNE)
-
-    def fill(ids, labels):  # a bucket's last batch may be short: padding rows of weight 0
-        missing = batch_size - tf.shape(ids)[0]
-        weights = tf.pad(tf.ones_like(labels), [[0, missing]])
-        return tf.pad(ids, [[0, missing], [0, 0]]), tf.pad(labels, [[0, missing]]), weights
-
-    return dataset.map(fill).prefetch(tf.data.AUTOTUNE)
 
 
 class NumpyBatches(keras.utils.PyDataset):
@@ -196,15 +65,15 @@ class NumpyBatches(keras.utils.PyDataset):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self._ids, lengths = _truncated(split, max_length)
+        self._ids, lengths = truncated(split, max_length)
         self._labels = np.asarray(split.labels, np.float32)
         self._batch_size, self._shuffle, self._seed = batch_size, shuffle, seed
         self._fixed = fixed
         if fixed:
-            boundaries = _boundaries(lengths, max_length, bucket, boundaries)
+            boundaries = checked_boundaries(lengths, max_length, bucket, boundaries)
             self._times = np.asarray(boundaries) - 1  # a bucket's padded length
         else:
-            boundaries = _own_boundaries(lengths) if bucket else None
+            boundaries = own_boundaries(lengths) if bucket else None
         self._buckets = (
             None if boundaries is None else np.searchsorted(boundaries, lengths, side="right")
         )
@@ -281,7 +150,9 @@ def padding_share(batches) -> float:
 
 
 def uses_tf_data() -> bool:
-    """tf.data under the TensorFlow backend (when TensorFlow is installed), else NumpyBatches."""
+    """Evaluation batches from tf.data under the TensorFlow backend (when TensorFlow is
+    installed), else NumpyBatches. model.evaluate turns a PyDataset into a tf.data pipeline
+    whose shapes come from its first batches, which dynamic batches of other lengths break."""
     return runs_on_tensorflow()
 
 
@@ -290,8 +161,8 @@ def split_boundaries(split: TokenSplit, config) -> list | None:
     None with dynamic shapes (fixed_shapes), where each split has its own."""
     if not fixed_shapes(config):
         return None
-    return _boundaries(
-        _truncated(split, config.max_length)[1], config.max_length, config.bucket_by_length, None
+    return checked_boundaries(
+        truncated(split, config.max_length)[1], config.max_length, config.bucket_by_length, None
     )
 
 
@@ -320,7 +191,8 @@ def make_batches(split: TokenSplit, config, boundaries: Sequence[int] | None):
     split_boundaries(training split), extended for the longer reviews. With dynamic shapes
     (fixed_shapes), (ids, labels) batches, boundaries unused. Training batches: epoch_batches.
 
-    tf.data under the TensorFlow backend; NumpyBatches otherwise (no TensorFlow needed).
+    tf.data under the TensorFlow backend (uses_tf_data); NumpyBatches otherwise (no
+    TensorFlow needed).
     """
     fixed = fixed_shapes(config)
     length = evaluation_length(split, config)
@@ -336,7 +208,7 @@ def make_batches(split: TokenSplit, config, boundaries: Sequence[int] | None):
 
 def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
     """<int64>[count]: the order of the training reviews in 0-based `epoch`, a function of
-    (seed, epoch) alone (NumpyBatches shuffles so too): a resumed run finds any epoch's order
+    (seed, epoch) alone, as NumpyBatches shuffles: a resumed run finds any epoch's order
     without replaying the epochs before it, as tf.data's reshuffle_each_iteration would need."""
     return np.random.default_rng([seed, epoch]).permutation(count)
 
@@ -356,9 +228,8 @@ def epoch_batches(
         boundaries=boundaries if fixed else None,
         fixed=fixed,
     )
-    if uses_tf_data():
-        order = epoch_order(len(split), config.seed, epoch)
-        return make_dataset(split, order=order, **kwargs).skip(first_step)
+    # NumPy under every backend: train.py calls train_on_batch batch by batch, so tf.data's
+    # prefetching has nothing to overlap with (benchmarks/bench_batches.py: the same batches).
     made = NumpyBatches(split, shuffle=True, epoch=epoch, **kwargs)
     return (made[index] for index in range(first_step, len(made)))
 
@@ -387,12 +258,21 @@ class UnlabeledRows:
         self._seed, self._window = seed, window
 
     def rows(self, count: int, width: int, epoch: int, step: int) -> np.ndarray:
+        if width <= 0:  # pad_sequences would keep a review whole for maxlen 0
+            raise ValueError(f"max_length must be positive, got {width!r}")
         below = int(np.searchsorted(self._lengths, width, side="right"))
         end = min(len(self._reviews), max(below, self._window))
         start = max(0, end - self._window)
         rng = np.random.default_rng([self._seed, epoch, step])
         picked = start + rng.choice(end - start, size=count, replace=end - start < count)
-        return pad([keep_last_tokens(self._reviews[i], width) for i in picked], length=width)
+        # Each cut to its last `width` tokens (keep_last_tokens) and right-padded: pad's.
+        return keras.utils.pad_sequences(
+            [self._reviews[i] for i in picked],
+            maxlen=width,
+            dtype="int32",
+            padding="post",
+            truncating="pre",
+        )
 
 
 def with_unlabeled(ids, labels, weights, unlabeled: np.ndarray):
@@ -407,8 +287,3 @@ def with_unlabeled(ids, labels, weights, unlabeled: np.ndarray):
         np.concatenate([labels, np.zeros(len(unlabeled), labels.dtype)]),
         weights,
     )
-
-
-def count_tokens(split: TokenSplit, max_length: int) -> int:
-    """Non-padding tokens per epoch of `split` once reviews are cut to max_length."""
-    return int(sum(min(len(ids), max_length) for ids in split.ids))

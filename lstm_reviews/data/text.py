@@ -8,6 +8,7 @@
     encode               texts -> token ids, one <int32>[tokens] array per text
     keep_last_tokens     a review cut to max_length keeps its end
     pad                  id arrays -> <int32>[batch, time], right-padded with 0
+                         (keras.utils.pad_sequences; cut to their ends with truncating="pre")
 
 Training (tokens.py, batches.py), the SavedModel (export.py) and the inspection
 (inspection.py, ledger.py) all go through these functions, so a review is read the same
@@ -144,13 +145,14 @@ def keep_last_tokens(ids, max_length: int):
 def pad(reviews: Sequence[np.ndarray], length: int = 0) -> np.ndarray:
     """Id arrays -> <int32>[len(reviews), time], right-padded with 0.
 
-    time = the longest review, or `length` if that is larger (a fixed shape).
-    Worked example: pad([[5, 6, 7], [8]]) == [[5, 6, 7], [8, 0, 0]].
+    time = the longest review, or `length` if that is larger (a fixed shape); a `length`
+    below the longest review is an error, never a cut. Worked example:
+    pad([[5, 6, 7], [8]]) == [[5, 6, 7], [8, 0, 0]].
     """
     longest = max((len(review) for review in reviews), default=0)
     if length and length < longest:
         raise ValueError(f"length {length} is shorter than the longest review ({longest})")
-    ids = np.zeros((len(reviews), max(longest, length)), np.int32)
-    for row, review in zip(ids, reviews):
-        row[: len(review)] = review
-    return ids
+    # maxlen always given: without it pad_sequences fails on no reviews at all.
+    return keras.utils.pad_sequences(
+        reviews, maxlen=max(longest, length), dtype="int32", padding="post", value=0
+    )

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lstm_reviews.config import TOKENS, cache_settings
-from lstm_reviews.data import imdb
+from lstm_reviews.data import imdb, imdb_files
 from lstm_reviews.data.cache import cached, require_tensorflow, short_hash, write_atomically
 from lstm_reviews.errors import UserError
 from lstm_reviews.startup import deferred_import
@@ -64,11 +64,11 @@ def _source_identity(config) -> dict:
     """What the data is, cheaply (no extraction, no reading): part of the cache key."""
     if config.source == "tfds":
         return {"tfds": "imdb_reviews/plain_text", "data_dir": config.data}
-    located = imdb.locate(config.data)
+    located = imdb_files.locate(config.data)
     if located.kind == "download":
-        return {"download": imdb.IMDB_URL}
+        return {"download": imdb_files.IMDB_URL}
     if located.kind == "tarball":
-        return {"tarball": imdb.file_identity(located.path)}
+        return {"tarball": imdb_files.file_identity(located.path)}
     # A directory: its path and the modification times of the folders holding the reviews.
     folders = [
         located.path / split / name for split in ("train", "test") for name in ("pos", "neg")
@@ -180,7 +180,7 @@ def names_token_cache(data) -> bool:
 def check_data_path(config) -> None:
     """UserError if --data (or $LSTM_REVIEWS_DATA) names no IMDB data; needs no Keras."""
     if config.source == "aclimdb" and not names_token_cache(config.data):
-        imdb.locate(config.data)
+        imdb_files.locate(config.data)
 
 
 def _given_token_cache(config) -> TokenData:
@@ -211,7 +211,7 @@ def prepare_tokens(config) -> TokenData:
         return _given_token_cache(config)
     settings = token_settings(config)
     if "download" in settings["data"]:
-        imdb.find_imdb(config.data)  # download now, so the key names the file that was used
+        imdb_files.find_imdb(config.data)  # download now, so the key names the file that was used
         settings = token_settings(config)
     path = token_cache_path(config, settings)
     started = time.perf_counter()

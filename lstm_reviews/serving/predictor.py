@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lstm_reviews.errors import UserError
-from lstm_reviews.export import version_dirs
+from lstm_reviews.serving.versions import version_dirs
 from lstm_reviews.startup import quiet_start
 
 

@@ -77,7 +77,7 @@ def export_or_explain(config: Config, run_dir: Path):
     if not runs_on_tensorflow():
         print(f"SavedModel export needs the TensorFlow backend. To export later: {later}")
         return None
-    from lstm_reviews.export import export_saved_model
+    from lstm_reviews.serving.savedmodel import export_saved_model
 
     path = export_saved_model(run_dir, config.export_dir)
     print(f"SavedModel exported to {path}")
@@ -100,7 +100,7 @@ def _published_before(config: Config, state: RunState) -> Path | None:
     Serving would take the same model published again for a new one."""
     if not (config.export and runs_on_tensorflow()):
         return None
-    from lstm_reviews.export import published_version
+    from lstm_reviews.serving.versions import published_version
 
     path = published_version(Path(config.export_dir), state.run_id)
     if path is not None:
