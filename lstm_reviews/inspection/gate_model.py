@@ -19,7 +19,8 @@ from keras import ops
 
 from lstm_reviews.data import batches
 from lstm_reviews.model.cell import GATE_NAMES
-from lstm_reviews.model.classifier import MaskedTimePooling, recurrent_layer
+from lstm_reviews.model.classifier import MaskedTimePooling
+from lstm_reviews.model.layers import recurrent_layer
 from lstm_reviews.model.variants import CELLS, gates_twin
 
 DIRECTION_NAMES = ("forward", "backward")

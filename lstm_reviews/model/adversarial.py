@@ -49,6 +49,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from lstm_reviews.model.layers import recurrent_layer
+
 # ξ, the finite difference's step of the power iteration (Miyato et al.'s code: 0.1 against
 # their ε = 5; ours is ε_vat / 50 likewise, see virtual_perturbation).
 _XI_PER_EPSILON = 0.02
@@ -154,9 +156,6 @@ class AdversarialClassifier(keras.Model):
     def read(self, embedded, mask, training=False):
         """logits <float32>[batch, 1] of an embedded sequence: the layers after the embedding,
         called as build_model connects them (a test holds read(embed(x)) equal to model(x))."""
-        # Imported here: model.classifier imports this module to build the model.
-        from lstm_reviews.model.classifier import recurrent_layer
-
         sequence = recurrent_layer(self)(embedded, mask=mask, training=training)
         pooled = self.get_layer("pooling")(sequence, mask=mask)
         pooled = self.get_layer("dropout")(pooled, training=training)

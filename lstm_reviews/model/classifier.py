@@ -24,6 +24,7 @@ from lstm_reviews.config import POOLING_MODES
 from lstm_reviews.data.batches import fixed_shapes
 from lstm_reviews.errors import UserError
 from lstm_reviews.model.adversarial import AdversarialClassifier
+from lstm_reviews.model.layers import recurrent_layer  # noqa: F401  (callers find it here too)
 from lstm_reviews.model.variants import CELLS
 
 # The names reader_layers gives: the layers a language model pretrains for the classifier.
@@ -109,22 +110,6 @@ def reader_layers(config, vocab_size: int):
     if config.bidirectional:
         rnn = keras.layers.Bidirectional(rnn, name="bidirectional_lstm")
     return embedding, rnn
-
-
-def recurrent_layer(model: keras.Model):
-    """The model's one recurrent layer: keras.layers.RNN (keras.layers.LSTM included) or
-    the Bidirectional around one. ValueError unless there is exactly one."""
-    recurrent = [
-        layer
-        for layer in model.layers
-        if isinstance(layer, (keras.layers.Bidirectional, keras.layers.RNN))
-    ]
-    if len(recurrent) != 1:
-        raise ValueError(
-            f"model {model.name!r} has {len(recurrent)} recurrent layers "
-            f"(RNN, LSTM or Bidirectional); expected exactly one"
-        )
-    return recurrent[0]
 
 
 def build_model(config, vocab_size: int) -> keras.Model:
