@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import helpers
 import keras
 import numpy as np
 import pytest
@@ -22,11 +23,9 @@ from lstm_reviews.model.adversarial import (
 from lstm_reviews.model.classifier import build_model, compile_model
 
 BACKEND = keras.backend.backend()
-VOCAB = 50
 # Adversarial training is the default: the tests name their epsilon, 0 for the plain model.
-TINY = dict(
-    vocab_size=VOCAB, max_length=40, embedding_dim=8, units=4, batch_size=4, adversarial_epsilon=0.0
-)
+TINY = {**helpers.TINY, "batch_size": 4}
+VOCAB = TINY["vocab_size"]
 
 
 def tiny_config(**overrides) -> Config:
@@ -391,7 +390,7 @@ if BACKEND == "tensorflow":  # SavedModel export is TensorFlow's; defined, not s
 
     def test_export_of_an_adversarial_run_matches_keras(tmp_path):
         import tensorflow as tf
-        from serving_helpers import keras_probabilities, write_run_dir
+        from helpers import keras_probabilities, write_run_dir
 
         from lstm_reviews import export
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_tiny_imdb
+from helpers import TINY, write_tiny_imdb
 
 import lstm_reviews
 from lstm_reviews import explain
@@ -31,14 +31,9 @@ def trained(tmp_path_factory):
         data=str(write_tiny_imdb(root / "data")),
         cache_dir=str(root / "cache"),
         output_dir=str(root / "unused"),  # run_dir below wins
-        vocab_size=50,
-        max_length=40,
-        embedding_dim=8,
-        units=4,
-        batch_size=8,
+        **TINY,
         epochs=1,
         lm_epochs=0,
-        adversarial_epsilon=0.0,
         export=False,
     )
     return lstm_reviews.train(config, root / "run")

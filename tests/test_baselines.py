@@ -9,7 +9,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-from conftest import NEGATIVE_WORDS, POSITIVE_WORDS, write_tiny_imdb
+from helpers import NEGATIVE_WORDS, POSITIVE_WORDS, write_tiny_imdb
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines.py"
 _SPEC = importlib.util.spec_from_file_location("baselines", _PATH)

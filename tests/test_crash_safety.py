@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_tiny_imdb
+from helpers import write_tiny_imdb
 
 from lstm_reviews import train
 from lstm_reviews.crashpoints import ENVIRONMENT_VARIABLE

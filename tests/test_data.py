@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import write_tiny_imdb
+from helpers import write_tiny_imdb
 
 from lstm_reviews.config import Config
 from lstm_reviews.data import imdb, text, tokens

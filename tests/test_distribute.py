@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train import tiny_argv
+from helpers import tiny_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO_CPUS = "--xla_force_host_platform_device_count=2"

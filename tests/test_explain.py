@@ -11,68 +11,20 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import FILLER_WORDS, NEGATIVE_WORDS, POSITIVE_WORDS
+from helpers import EXPLAIN_UNITS as UNITS
+from helpers import EXPLAIN_VOCABULARY as VOCABULARY
+from helpers import explain_config as _config
+from helpers import trained_explain_model as _trained
+from helpers import with_keras_lstm as _with_keras_lstm
 
 from lstm_reviews import explain
-from lstm_reviews.config import Config
 from lstm_reviews.inspection import gates as inspection
 from lstm_reviews.inspection import render
-from lstm_reviews.model.classifier import build_model, compile_model
+from lstm_reviews.model.classifier import build_model
 from lstm_reviews.rundir import RunDir, load_run
 
 # "don't" carries a character HTML must escape; the rest are the tiny fixture's words.
-VOCABULARY = ["", "[UNK]"] + POSITIVE_WORDS + NEGATIVE_WORDS + FILLER_WORDS + ["don't"]
-UNITS = 4
 TOL = 1e-6
-
-
-def _config(bidirectional: bool) -> Config:
-    return Config(
-        vocab_size=len(VOCABULARY),
-        embedding_dim=6,
-        units=UNITS,
-        bidirectional=bidirectional,
-        dropout=0.2,
-        max_length=50,
-        batch_size=8,
-        seed=3,
-        pooling="max",
-        # A few plain steps: the tiny model's weights need only move off their initial values.
-        adversarial_epsilon=0.0,
-    )  # test_inspection_states_equal_trained_rnn recomputes max pooling
-
-
-def _with_keras_lstm(model: keras.Model) -> keras.Model:
-    """The same model with keras.layers.LSTM where it has RNN(our LSTMCell)."""
-
-    def clone(layer):
-        if layer.name == "lstm":
-            return keras.layers.LSTM(UNITS, return_sequences=True, name="lstm")
-        if layer.name == "bidirectional_lstm":
-            return keras.layers.Bidirectional(
-                keras.layers.LSTM(UNITS, return_sequences=True, name="lstm"),
-                name="bidirectional_lstm",
-            )
-        return layer.__class__.from_config(layer.get_config())
-
-    return keras.models.clone_model(model, clone_function=clone)
-
-
-def _trained(bidirectional: bool, keras_lstm: bool = False) -> keras.Model:
-    """A tiny model after a few optimizer steps, so no weight is at its initial value."""
-    keras.utils.set_random_seed(0)
-    config = _config(bidirectional)
-    model = build_model(config, len(VOCABULARY))
-    if keras_lstm:
-        model = _with_keras_lstm(model)
-    compile_model(model, config)
-    model.jit_compile = False  # XLA-compiling an RNN for three steps costs more than the steps
-    rng = np.random.default_rng(0)
-    for _ in range(3):
-        ids = rng.integers(2, len(VOCABULARY), size=(8, 12)).astype(np.int32)
-        ids[:4, 8:] = 0  # some right padding, as in real batches
-        model.train_on_batch(ids, rng.integers(0, 2, size=(8,)).astype(np.float32))
-    return model
 
 
 def _save_run(model: keras.Model, run_dir: Path, bidirectional: bool) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import keras_probabilities, write_run_dir
+from helpers import keras_probabilities, write_run_dir
 
 from lstm_reviews import export
 from lstm_reviews.rundir import RunDir

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import keras_probabilities
+from helpers import keras_probabilities, tiny_flags
 
 from lstm_reviews import gpu_bundle
 from lstm_reviews.config import Config, config_from_args
@@ -27,16 +27,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 TINY = [
     "--adversarial-epsilon",
     "0",
-    "--vocab-size",
-    "50",
-    "--max-length",
-    "40",
-    "--embedding-dim",
-    "8",
-    "--units",
-    "4",
-    "--batch-size",
-    "8",
+    *tiny_flags(),
     "--eval-batch-size",
     "16",
     "--lm-epochs",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from helpers import TINY
 
 from lstm_reviews.config import Config
 from lstm_reviews.model.cell import LSTMCell
@@ -15,11 +16,7 @@ from lstm_reviews.model.classifier import (
     learning_rate,
 )
 
-# The plain model (adversarial training has its own tests: tests/test_adversarial.py).
-TINY = dict(
-    vocab_size=50, max_length=40, embedding_dim=8, units=4, batch_size=8, adversarial_epsilon=0.0
-)
-VOCAB = 50
+VOCAB = TINY["vocab_size"]
 
 
 def tiny_config(**overrides) -> Config:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serving_helpers import keras_probabilities, write_run_dir
+from helpers import keras_probabilities, write_run_dir
 
 from lstm_reviews import export, predict
 from lstm_reviews.config import Config

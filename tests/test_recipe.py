@@ -9,7 +9,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from test_train import tiny_argv
+from helpers import tiny_argv
 
 from lstm_reviews import train
 from lstm_reviews.config import Config, config_from_args
@@ -169,7 +169,7 @@ def _encode(run: RunDir, texts):
     ids=["default", "ema", "vat"],
 )
 def test_a_resumed_run_equals_the_uninterrupted_one(tiny_imdb, tmp_path, extra):
-    from test_train import Interrupt, InterruptAfter
+    from helpers import Interrupt, InterruptAfter
 
     extra = (*extra, *ONE_BUCKET_UNDER_JAX)
     argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "2", *extra, run="whole", plain=False)
@@ -240,7 +240,7 @@ def test_the_default_bound_keeps_every_imdb_review_whole_and_old_configs_get_it(
 def test_whole_reviews_are_served_by_default(tmp_path):
     pytest.importorskip("tensorflow")
     import tensorflow as tf
-    from serving_helpers import keras_probabilities, write_run_dir
+    from helpers import keras_probabilities, write_run_dir
 
     from lstm_reviews.export import export_saved_model
 

@@ -8,8 +8,9 @@ import struct
 
 import numpy as np
 import pytest
-from test_explain import VOCABULARY, _trained
-from test_ledger import _random_model
+from helpers import EXPLAIN_VOCABULARY as VOCABULARY
+from helpers import random_ledger_model as _random_model
+from helpers import trained_explain_model as _trained
 
 from lstm_reviews.inspection import ledger as lg
 from lstm_reviews.inspection import render

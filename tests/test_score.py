@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import TRAIN_TEXTS, write_run_dir
+from helpers import TRAIN_TEXTS, write_run_dir
 
 from lstm_reviews import export, predict, score
 

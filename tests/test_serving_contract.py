@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import write_run_dir
+from helpers import write_run_dir
 
 from lstm_reviews import export, predict
 from lstm_reviews.serving import warmup as serving_warmup

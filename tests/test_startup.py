@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serving_helpers import write_run_dir
+from helpers import write_run_dir
 
 from lstm_reviews import commands, startup
 from lstm_reviews.config import Config, build_parser, config_from_args

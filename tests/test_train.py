@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from serving_helpers import write_run_dir
+from helpers import TINY_ARGS, Interrupt, InterruptAfter, tiny_argv, write_run_dir
 
 from lstm_reviews import backend, export, train
 from lstm_reviews.config import Config, config_from_args
@@ -26,38 +26,6 @@ from lstm_reviews.data.text import keep_last_tokens, pad
 from lstm_reviews.data.tokens import TokenSplit, load_token_cache, prepare_tokens
 from lstm_reviews.rundir import RunDir
 from lstm_reviews.training import pretrain
-
-TINY_ARGS = [
-    "--vocab-size",
-    "50",
-    "--max-length",
-    "40",
-    "--embedding-dim",
-    "8",
-    "--units",
-    "4",
-    "--batch-size",
-    "8",
-    "--no-export",
-]
-
-
-def tiny_argv(
-    tiny_imdb: Path, tmp_path: Path, *extra: str, run: str = "run", plain: bool = True
-) -> list[str]:
-    """plain: without adversarial training (the default, twice the cost of a step), which has
-    its own tests (tests/test_adversarial.py; the default recipe: tests/test_recipe.py)."""
-    return [
-        *(["--adversarial-epsilon", "0"] if plain else []),
-        *TINY_ARGS,
-        "--data",
-        str(tiny_imdb),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--output-dir",
-        str(tmp_path / run),
-        *extra,
-    ]
 
 
 def history_epochs(run_dir: Path) -> list[int]:
@@ -187,23 +155,6 @@ def test_evaluation_leaves_the_padding_rows_out(make):
     assert result["accuracy"] == pytest.approx(np.mean((logits > 0) == labels), abs=1e-6)
     cross_entropy = np.mean(np.logaddexp(0.0, logits) - labels * logits)
     assert result["loss"] == pytest.approx(cross_entropy, rel=1e-5)
-
-
-class Interrupt(Exception):
-    """Stands in for a kill in the middle of an epoch."""
-
-
-class InterruptAfter(keras.callbacks.Callback):
-    def __init__(self, epoch: int, batches: int):
-        super().__init__()
-        self.epoch, self.batches, self.current = epoch, batches, -1
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.current == self.epoch and batch + 1 == self.batches:
-            raise Interrupt
 
 
 def test_interrupted_run_resumes_where_it_stopped(tiny_imdb, tmp_path):

@@ -10,8 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from keras import ops
-from test_cell import (
+from helpers import (
     BACKEND,
     INPUT_DIM,
     TIME,
@@ -27,6 +26,7 @@ from test_cell import (
     _sigmoid,
     numpy_lstm,
 )
+from keras import ops
 
 from lstm_reviews.config import CELL_TYPES, Config
 from lstm_reviews.inspection import ledger as lg
