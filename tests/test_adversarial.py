@@ -192,6 +192,7 @@ def test_adversarial_step_trains_on_clean_plus_perturbed_loss(batch_shapes):
     assert any(differs)
 
 
+@pytest.mark.slow
 def test_fit_runs_epochs_with_epsilon():
     """Keras' fit loop (compiled train function, several steps, validation) with ε > 0."""
     keras.utils.set_random_seed(4)
@@ -243,6 +244,7 @@ def test_keras_file_round_trip_keeps_the_class_and_epsilon(tmp_path):
     np.testing.assert_array_equal(numpy(loaded(reviews())), numpy(model(reviews())))
 
 
+@pytest.mark.slow
 def test_training_command_with_epsilon_end_to_end(tiny_imdb, tmp_path):
     """python -m lstm_reviews.train --adversarial-epsilon: fit with its callbacks (backup,
     best checkpoint), the reload of the best model and the evaluation, on the tiny tree."""

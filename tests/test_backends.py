@@ -44,6 +44,7 @@ SUPPORTED = ("tensorflow", "jax")
 OTHER_BACKENDS = [backend for backend in SUPPORTED if backend != keras.backend.backend()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("file_name", CELL_TESTS)
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_cell_tests_pass_under_the_other_backend(backend, file_name, tmp_path):

@@ -432,6 +432,7 @@ def test_model_saves_and_loads_in_safe_mode(tmp_path):
 # ---------------------------------------------------------------- usability
 
 
+@pytest.mark.slow
 def test_bidirectional_with_gates_trains_a_step():
     """Bidirectional(RNN(LSTMCell)) fits like any Keras layer (here one quick epoch)."""
     ids = keras.Input(shape=(TIME,), dtype="int32")

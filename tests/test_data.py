@@ -734,6 +734,7 @@ def test_a_corrupt_cache_is_a_data_error_and_prepare_tokens_rebuilds_it(tiny_imd
     assert load_token_cache(path).settings == token_settings(config)
 
 
+@pytest.mark.slow
 def test_the_cache_loads_and_batches_without_tensorflow(tiny_imdb, tmp_path):
     config = _config(tiny_imdb, tmp_path)
     built = prepare_tokens(config)

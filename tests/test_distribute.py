@@ -51,6 +51,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_weights_replicated_and_batches_split():
     done = _python(["-c", PLACEMENT])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -73,6 +74,7 @@ except UserError as error:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "backend, devices, settings, message",
     [
@@ -89,6 +91,7 @@ def test_refused_with_a_clear_error(backend, devices, settings, message):
     assert f"REFUSED --distribute data {message}" in done.stdout.replace("\n", " ")
 
 
+@pytest.mark.slow
 def test_cli_error_exit_2(tiny_imdb, tmp_path):
     done = _python(
         ["-m", "lstm_reviews.train", *tiny_argv(tiny_imdb, tmp_path, "--distribute", "data")],
@@ -104,6 +107,7 @@ def _history(run_dir: Path) -> dict[str, np.ndarray]:
     return {key: np.array([float(row[key]) for row in rows]) for key in ("loss", "val_loss")}
 
 
+@pytest.mark.slow
 def test_same_losses_as_one_device(tiny_imdb, tmp_path):
     histories = {}
     for mode in ("off", "data"):

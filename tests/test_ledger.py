@@ -441,6 +441,7 @@ JAX_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sum_identity_under_jax():
     env = {
         **os.environ,

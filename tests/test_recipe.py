@@ -116,6 +116,7 @@ def test_layer_lr_decay_must_be_in_0_1(decay):
         Config(layer_lr_decay=decay)
 
 
+@pytest.mark.slow
 def test_the_kept_and_exported_model_holds_the_averaged_weights(tiny_imdb, tmp_path):
     pytest.importorskip("tensorflow")
     from lstm_reviews.export import export_saved_model
@@ -159,6 +160,7 @@ def _encode(run: RunDir, texts):
 
 # The default recipe (adversarial training), weight averaging without it, and virtual
 # adversarial training on top of it (the unlabeled rows each step draws, its random start).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra",
     [
@@ -237,6 +239,7 @@ def test_the_default_bound_keeps_every_imdb_review_whole_and_old_configs_get_it(
     assert Config.from_dict({"eval_max_length": None}).eval_max_length == 4096
 
 
+@pytest.mark.slow
 def test_whole_reviews_are_served_by_default(tmp_path):
     pytest.importorskip("tensorflow")
     import tensorflow as tf
@@ -304,6 +307,7 @@ def test_an_unknown_preset_exits_2(capsys):
     assert "--preset" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_gpu_preset_trains_end_to_end_scaled_down(tiny_imdb, tmp_path):
     """The gpu preset's recipe (vocabulary with the unlabeled reviews, language model,
     adversarial training, bfloat16) on the tiny fixture with a tiny reader."""

@@ -49,6 +49,7 @@ def _score(output: Path, inputs: list[str], model, *extra) -> tuple[int, list[di
     return code, records["predictions"], records["errors"]
 
 
+@pytest.mark.slow
 def test_probabilities_equal_predicts(model_dir, tmp_path):
     texts = _reviews(300)
     data = tmp_path / "in"
@@ -82,6 +83,7 @@ def test_probabilities_equal_predicts(model_dir, tmp_path):
     assert max(spread) - min(spread) > 0.1  # distinct numbers: the comparison can fail
 
 
+@pytest.mark.slow
 def test_every_line_lands_once_good_or_bad(model_dir, tmp_path):
     data = tmp_path / "in"
     data.mkdir()
@@ -128,6 +130,7 @@ def test_every_line_lands_once_good_or_bad(model_dir, tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing_model", "broken_model", "no_match", "bad_batch"])
 def test_clear_errors_exit_2(model_dir, tmp_path, capsys, case):
     reviews = tmp_path / "r.txt"
@@ -160,6 +163,7 @@ def _run_python(code: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_help_imports_neither_tensorflow_nor_beam():
     done = _run_python(
         "import sys\n"
@@ -172,6 +176,7 @@ def test_help_imports_neither_tensorflow_nor_beam():
     assert "--runner" in done.stdout and "pip install -e .[beam]" in done.stdout
 
 
+@pytest.mark.slow
 def test_without_beam_a_clear_error(tmp_path):
     reviews = tmp_path / "r.txt"
     reviews.write_text("Great film\n")

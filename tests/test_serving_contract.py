@@ -22,6 +22,7 @@ def version_dir(tmp_path_factory):
     return export.export_saved_model(root / "run", root / "saved_models" / "imdb_lstm")
 
 
+@pytest.mark.slow
 def test_warmup_requests_replay_against_the_savedmodel(version_dir):
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
@@ -64,6 +65,7 @@ def _saved_model_cli() -> list[str]:
     return [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
 
 
+@pytest.mark.slow
 def test_signature_as_saved_model_cli_shows_it(version_dir):
     shown = subprocess.run(
         [

@@ -33,6 +33,7 @@ def history_epochs(run_dir: Path) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 def test_one_epoch_end_to_end_writes_the_run_directory(tiny_imdb, tmp_path, capsys):
     assert train.main(tiny_argv(tiny_imdb, tmp_path, "--epochs", "1")) == 0
     run_dir = tmp_path / "run"
@@ -62,6 +63,7 @@ def test_one_epoch_end_to_end_writes_the_run_directory(tiny_imdb, tmp_path, caps
     assert tuple(model(np.array([[2, 3, 0]], "int32")).shape) == (1, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pretrain", [True, False])
 def test_training_starts_from_the_pretrained_word_vectors(tiny_imdb, tmp_path, pretrain):
     # A learning rate so small that the embedding stays where it started.
@@ -77,6 +79,7 @@ def test_training_starts_from_the_pretrained_word_vectors(tiny_imdb, tmp_path, p
     assert np.allclose(trained, vectors, atol=1e-6) == pretrain
 
 
+@pytest.mark.slow
 def test_training_starts_from_the_pretrained_language_model(tiny_imdb, tmp_path):
     argv = tiny_argv(
         tiny_imdb, tmp_path, "--epochs", "1", "--learning-rate", "1e-12", "--lm-epochs", "2"
@@ -157,6 +160,7 @@ def test_evaluation_leaves_the_padding_rows_out(make):
     assert result["loss"] == pytest.approx(cross_entropy, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_where_it_stopped(tiny_imdb, tmp_path):
     argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "3", "--patience", "5")
     run_dir = tmp_path / "run"
@@ -201,6 +205,7 @@ class CtrlCAfter(keras.callbacks.Callback):
             SigintInsideDel()  # deleted at once
 
 
+@pytest.mark.slow
 def test_ctrl_c_landing_inside_a_del_still_stops_the_run(tiny_imdb, tmp_path):
     argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "1", "--lm-epochs", "0")
     before = signal.getsignal(signal.SIGINT)
@@ -229,6 +234,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
 def test_a_run_directory_in_use_is_refused_until_its_holder_ends(tiny_imdb, tmp_path, capsys):
     finished, fresh = tmp_path / "finished", tmp_path / "fresh"
     write_run_dir(finished)  # a trained run (no state.json: not refused as unfinished)
@@ -264,6 +270,7 @@ def test_a_run_directory_in_use_is_refused_until_its_holder_ends(tiny_imdb, tmp_
     assert (fresh / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_resume_of_no_run_is_refused_and_creates_nothing(tiny_imdb, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert train.main(tiny_argv(tiny_imdb, tmp_path, "--resume")) == 2
@@ -278,6 +285,7 @@ def test_resume_of_no_run_is_refused_and_creates_nothing(tiny_imdb, tmp_path, ca
     assert "holds no run to resume (no config.json)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_killed_before_it_wrote_anything_starts_it(tiny_imdb, tmp_path, capsys):
     """Issue #27: a kill while the tokens are made leaves the run directory with its lock file
     alone; --resume, as after any kill, must go on: here, start the run."""
@@ -290,6 +298,7 @@ def test_resume_of_a_run_killed_before_it_wrote_anything_starts_it(tiny_imdb, tm
     assert (run_dir / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(tiny_imdb, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -299,6 +308,7 @@ def test_resume_with_other_settings_is_refused(tiny_imdb, tmp_path, capsys):
     assert "--units 4 -> 5" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_run(tiny_imdb, tmp_path):
     results = []
     for run in ("a", "b"):
@@ -308,6 +318,7 @@ def test_same_seed_gives_the_same_run(tiny_imdb, tmp_path):
     assert results[0]["test_loss"] == pytest.approx(results[1]["test_loss"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_missing_data_path_exits_2_naming_it(tmp_path, capsys):
     missing = tmp_path / "no_such_dir"
     code = train.main(
@@ -326,6 +337,7 @@ def test_missing_data_path_exits_2_naming_it(tmp_path, capsys):
     assert str(missing) in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_existing_run_dir_without_resume_exits_2(tiny_imdb, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -337,6 +349,7 @@ def test_existing_run_dir_without_resume_exits_2(tiny_imdb, tmp_path, capsys):
     assert (run_dir / "model.keras").read_text() == "an earlier run's model"  # untouched
 
 
+@pytest.mark.slow
 def test_output_dir_that_is_a_file_exits_2(tiny_imdb, tmp_path, capsys):
     (tmp_path / "run").write_text("not a folder")
     assert train.main(tiny_argv(tiny_imdb, tmp_path)) == 2
@@ -348,6 +361,7 @@ def test_output_dir_that_is_a_file_exits_2(tiny_imdb, tmp_path, capsys):
     assert (tmp_path / "run").read_text() == "not a folder"  # untouched
 
 
+@pytest.mark.slow
 def test_resume_with_a_damaged_state_and_none_before_exits_2_naming_it(tiny_imdb, tmp_path, capsys):
     argv = tiny_argv(tiny_imdb, tmp_path, "--resume")
     run_dir = RunDir(tmp_path / "run")
@@ -381,6 +395,7 @@ class PoisonWeights(keras.callbacks.Callback):
                 weight.assign(np.full(weight.shape, np.nan, "float32"))
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_the_run_without_metrics(tiny_imdb, tmp_path):
     config = config_from_args(tiny_argv(tiny_imdb, tmp_path, "--epochs", "3", "--patience", "5"))
     with pytest.raises(RuntimeError, match="stopped on a NaN loss in epoch 2: no metrics.json"):
@@ -391,6 +406,7 @@ def test_nan_loss_fails_the_run_without_metrics(tiny_imdb, tmp_path):
     assert 3 not in [epoch + 1 for epoch in history_epochs(run_dir)]  # training stopped
 
 
+@pytest.mark.slow
 def test_bad_option_value_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--units", "0", "--output-dir", str(tmp_path / "run")])
@@ -398,6 +414,7 @@ def test_bad_option_value_exits_2(tmp_path, capsys):
     assert "--units must be positive" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_saying_what_is_on_disk(tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "run"
     started = []
@@ -417,6 +434,7 @@ def test_ctrl_c_exits_130_saying_what_is_on_disk(tmp_path, monkeypatch, capsys):
     assert "--resume" in err and str(run_dir) in err
 
 
+@pytest.mark.slow
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     def broken(config, *args, **kwargs):
         raise ValueError("a bug, not a user mistake")
@@ -426,6 +444,7 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
         train.main(["--output-dir", str(tmp_path / "run")])
 
 
+@pytest.mark.slow
 def test_help_documents_every_option_with_its_default(capsys):
     with pytest.raises(SystemExit):
         train.main(["--help"])
@@ -461,6 +480,7 @@ sys.exit(train.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_trains_under_jax_without_tensorflow(tiny_imdb, tmp_path):
     pytest.importorskip("jax", reason="the JAX backend is not installed")
     # max_length 8 cuts nearly every tiny review to 8 tokens: few distinct batch shapes, so
@@ -498,6 +518,7 @@ sys.exit(train.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_trains_under_jax_from_a_cold_start(tiny_imdb, tmp_path):
     pytest.importorskip("jax", reason="the JAX backend is not installed")
     argv = tiny_argv(
@@ -530,6 +551,7 @@ def test_trains_under_jax_from_a_cold_start(tiny_imdb, tmp_path):
         ]
 
 
+@pytest.mark.slow
 def test_cache_dir_that_is_a_file_is_one_line_before_the_work(tiny_imdb, tmp_path, capsys):
     cache_file = tmp_path / "cache"
     cache_file.write_text("not a folder")
@@ -542,6 +564,7 @@ def test_cache_dir_that_is_a_file_is_one_line_before_the_work(tiny_imdb, tmp_pat
     assert cache_file.read_text() == "not a folder"
 
 
+@pytest.mark.slow
 def test_run_dir_turned_read_only_mid_run_is_one_line(tiny_imdb, tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "run"
     replace, commits = os.replace, []
@@ -563,6 +586,7 @@ def test_run_dir_turned_read_only_mid_run_is_one_line(tiny_imdb, tmp_path, monke
     assert not list(run_dir.glob(".state.json.*"))  # no temporary left behind
 
 
+@pytest.mark.slow
 def test_disk_full_in_the_final_export_is_one_line(tiny_imdb, tmp_path, monkeypatch, capsys):
     if not backend.runs_on_tensorflow():
         pytest.skip("the export needs the TensorFlow backend")
@@ -588,6 +612,7 @@ def test_disk_full_in_the_final_export_is_one_line(tiny_imdb, tmp_path, monkeypa
     assert (tmp_path / "run" / "metrics.json").is_file()  # trained: --resume exports it
 
 
+@pytest.mark.slow
 def test_a_hand_edited_config_is_named_not_called_damage(tiny_imdb, tmp_path, capsys):
     argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "2")
     run_dir = RunDir(tmp_path / "run")
