@@ -448,3 +448,19 @@ def random_ledger_model(
         rng = np.random.default_rng(seed + 100)
         model.set_weights([0.5 * rng.standard_normal(w.shape) for w in model.get_weights()])
     return model
+
+
+def saved_test_accuracy(run_dir: Path) -> float:
+    """The accuracy of the run's model.keras on its test split, recomputed here in one padded
+    batch (not through the training code's bucketed evaluation): what metrics.json must say."""
+    from lstm_reviews.data.text import keep_last_tokens, pad
+    from lstm_reviews.data.tokens import prepare_tokens
+
+    run_dir = Path(run_dir)
+    config = RunDir(run_dir).read_config()
+    test = prepare_tokens(config).test
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    length = config.eval_max_length
+    ids = pad([keep_last_tokens(review, length) if length else review for review in test.ids])
+    logits = keras.ops.convert_to_numpy(model.predict_on_batch(ids))[:, 0].astype(np.float64)
+    return float(np.mean((logits > 0) == test.labels))

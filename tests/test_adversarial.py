@@ -53,6 +53,7 @@ def review_norms(r) -> np.ndarray:
     return np.sqrt(np.sum(np.square(np.asarray(r, np.float64)), axis=(1, 2)))
 
 
+@pytest.mark.jax_rerun
 def test_runs_on_the_requested_backend():
     """tests/test_backends.py reruns this module with KERAS_BACKEND set; make sure it took."""
     requested = os.environ.get("KERAS_BACKEND")
@@ -61,6 +62,7 @@ def test_runs_on_the_requested_backend():
     assert BACKEND in ("tensorflow", "jax")
 
 
+@pytest.mark.jax_rerun
 def test_perturbation_has_norm_epsilon_per_review_and_none_at_padding():
     rng = np.random.default_rng(0)
     gradient = rng.normal(size=(4, 6, 3)).astype("float32")
@@ -136,6 +138,7 @@ def _same_start_models(config):
     return compile_model(plain, config), compile_model(adversarial, config), start
 
 
+@pytest.mark.jax_rerun
 @pytest.mark.parametrize("batch_shapes", ["fixed", "dynamic"])
 def test_epsilon_zero_step_is_keras_default_step(batch_shapes):
     """Our train_step without the adversarial term: Keras' own, weights, loss and metrics,
@@ -157,6 +160,7 @@ def test_epsilon_zero_step_is_keras_default_step(batch_shapes):
     assert moved
 
 
+@pytest.mark.jax_rerun
 @pytest.mark.parametrize("batch_shapes", ["fixed", "dynamic"])
 def test_adversarial_step_trains_on_clean_plus_perturbed_loss(batch_shapes):
     """One step with ε > 0: the loss it reports is L(e) + L(e + r_adv) computed by hand at the
@@ -192,6 +196,7 @@ def test_adversarial_step_trains_on_clean_plus_perturbed_loss(batch_shapes):
     assert any(differs)
 
 
+@pytest.mark.jax_rerun
 @pytest.mark.slow
 def test_fit_runs_epochs_with_epsilon():
     """Keras' fit loop (compiled train function, several steps, validation) with ε > 0."""
@@ -262,7 +267,9 @@ def test_training_command_with_epsilon_end_to_end(tiny_imdb, tmp_path):
     assert train.main(argv) == 0
     assert json.loads((run / "config.json").read_text())["adversarial_epsilon"] == 0.5
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs"] == 2 and 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["epochs"] == 2
+    # The accuracy recorded is the reloaded best model's, recomputed here.
+    assert metrics["test_accuracy"] == pytest.approx(helpers.saved_test_accuracy(run), abs=1e-6)
     loaded = keras.saving.load_model(run / "model.keras", compile=False)
     assert type(loaded) is AdversarialClassifier and loaded.epsilon == 0.5
 
@@ -311,6 +318,7 @@ def test_virtual_perturbation_has_norm_epsilon_and_moves_the_verdict_most():
         assert found.sum() > divergence(noise.astype("float32")).sum()
 
 
+@pytest.mark.jax_rerun
 @pytest.mark.parametrize("batch_shapes", ["fixed", "dynamic"])
 def test_vat_step_adds_the_divergence_of_the_unlabeled_rows(batch_shapes):
     """A batch ending with 3 unlabeled rows: the loss is the labeled rows' cross-entropy

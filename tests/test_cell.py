@@ -32,6 +32,8 @@ from keras import ops
 from lstm_reviews.model.cell import GATE_NAMES, LSTMCell, split_gates
 
 BACKEND = keras.backend.backend()
+# All of it runs again under JAX (tests/test_backends.py).
+pytestmark = pytest.mark.jax_rerun
 
 
 @pytest.fixture(params=["float32", "float64"])

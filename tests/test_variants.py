@@ -41,6 +41,8 @@ from lstm_reviews.model.variants import (
     gates_twin,
 )
 
+# All of it runs again under JAX (tests/test_backends.py).
+pytestmark = pytest.mark.jax_rerun
 VARIANTS = ("peephole", "coupled", "gru")
 
 
