@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from helpers import write_tiny_imdb
+from helpers import write_run_dir, write_tiny_imdb
 
 
 @pytest.fixture(autouse=True)
@@ -34,3 +34,16 @@ def tiny_imdb_tarball(tmp_path) -> Path:
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(top, arcname="aclImdb")
     return archive
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(run_dir, model_dir, version_dir): helpers.write_run_dir's run, exported once for the
+    whole session (export, predict, score and the serving contract read it; none changes it)."""
+    from lstm_reviews import export
+
+    root = tmp_path_factory.mktemp("export")
+    run_dir = root / "run"
+    write_run_dir(run_dir)
+    model_dir = root / "saved_models" / "imdb_lstm"
+    return run_dir, model_dir, export.export_saved_model(run_dir, model_dir)

@@ -99,6 +99,7 @@ def test_read_of_embed_is_the_model(bidirectional):
     np.testing.assert_allclose(numpy(model.read(embedded, mask)), numpy(model(ids)), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_adversarial_direction_raises_the_loss_more_than_random_ones():
     keras.utils.set_random_seed(2)
     epsilon = 0.3
@@ -138,6 +139,7 @@ def _same_start_models(config):
     return compile_model(plain, config), compile_model(adversarial, config), start
 
 
+@pytest.mark.slow
 @pytest.mark.jax_rerun
 @pytest.mark.parametrize("batch_shapes", ["fixed", "dynamic"])
 def test_epsilon_zero_step_is_keras_default_step(batch_shapes):
@@ -160,6 +162,7 @@ def test_epsilon_zero_step_is_keras_default_step(batch_shapes):
     assert moved
 
 
+@pytest.mark.slow
 @pytest.mark.jax_rerun
 @pytest.mark.parametrize("batch_shapes", ["fixed", "dynamic"])
 def test_adversarial_step_trains_on_clean_plus_perturbed_loss(batch_shapes):
@@ -219,6 +222,7 @@ def test_fit_runs_epochs_with_epsilon():
     assert history.history["loss"][0] > history.history["cross_entropy"][0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compute", ["float16", "bfloat16"])
 def test_mixed_precision_step_with_epsilon(compute):
     """float16 goes through the loss-scale optimizer (g of the scaled loss), bfloat16 not."""
@@ -237,6 +241,7 @@ def test_mixed_precision_step_with_epsilon(compute):
         keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 def test_keras_file_round_trip_keeps_the_class_and_epsilon(tmp_path):
     keras.utils.set_random_seed(5)
     config = tiny_config(adversarial_epsilon=2.5)
@@ -297,6 +302,7 @@ def _vat_model(rows=3, adversarial_epsilon=0.0, **overrides):
     return compile_model(build_model(config, VOCAB), config)
 
 
+@pytest.mark.slow
 def test_virtual_perturbation_has_norm_epsilon_and_moves_the_verdict_most():
     model = _vat_model()
     ids = reviews()
@@ -318,6 +324,7 @@ def test_virtual_perturbation_has_norm_epsilon_and_moves_the_verdict_most():
         assert found.sum() > divergence(noise.astype("float32")).sum()
 
 
+@pytest.mark.slow
 @pytest.mark.jax_rerun
 @pytest.mark.parametrize("batch_shapes", ["fixed", "dynamic"])
 def test_vat_step_adds_the_divergence_of_the_unlabeled_rows(batch_shapes):
@@ -368,6 +375,7 @@ def test_unlabeled_rows_follow_the_seed_and_the_batch_length():
             np.testing.assert_array_equal(kept, reviews_[3][-30:])
 
 
+@pytest.mark.slow
 def test_keras_file_round_trip_keeps_virtual_adversarial_settings(tmp_path):
     model = _vat_model(rows=2, adversarial_epsilon=1.0)
     ids, labels, _ = batches.with_unlabeled(reviews(), LABELS, None, reviews(batch=2, seed=3))
@@ -398,6 +406,7 @@ def test_epsilon_zero_builds_the_plain_model_and_negative_is_refused():
 
 if BACKEND == "tensorflow":  # SavedModel export is TensorFlow's; defined, not skipped, there
 
+    @pytest.mark.slow
     def test_export_of_an_adversarial_run_matches_keras(tmp_path):
         import tensorflow as tf
         from helpers import keras_probabilities, write_run_dir

@@ -124,6 +124,7 @@ def test_trace_shapes_ranges_and_prediction(bi_run):
     _check_against_trained_layer(run.model, run.model.get_layer("bidirectional_lstm"), trace)
 
 
+@pytest.mark.slow
 def test_running_prediction_in_calls_of_bounded_size_is_every_prefix(bi_run, monkeypatch):
     """Issue #27 C1: the prefixes of a long review go through in calls of at most
     prefix_tokens padded tokens (memory), and still give the model's verdict on each prefix."""

@@ -33,14 +33,9 @@ REVIEWS = [
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """(run_dir, model_dir, version_dir): one tiny run, exported once for the whole module."""
-    root = tmp_path_factory.mktemp("export")
-    run_dir = root / "run"
-    write_run_dir(run_dir)
-    model_dir = root / "saved_models" / "imdb_lstm"
-    version = export.export_saved_model(run_dir, model_dir)
-    return run_dir, model_dir, version
+def exported(tiny_export):
+    """(run_dir, model_dir, version_dir): one tiny run, exported once (conftest.py)."""
+    return tiny_export
 
 
 def _python(*args, cwd, env=None, input=None):

@@ -117,6 +117,7 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path, bidirectional):
     assert isinstance(loaded.get_layer("pooling"), MaskedTimePooling)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compute", ["float16", "bfloat16"])
 def test_mixed_precision_keeps_the_logit_in_float32(compute):
     keras.mixed_precision.set_global_policy(f"mixed_{compute}")

@@ -23,13 +23,9 @@ NEGATIVE = "Awful plot. The worst movie of the year, boring and dull."
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """(run_dir, model_dir): one tiny run exported once, as saved_models/imdb_lstm/1."""
-    root = tmp_path_factory.mktemp("predict")
-    write_run_dir(root / "run")
-    model_dir = root / "saved_models" / "imdb_lstm"
-    export.export_saved_model(root / "run", model_dir)
-    return root / "run", model_dir
+def exported(tiny_export):
+    """(run_dir, model_dir): one tiny run exported once (conftest.py), as .../imdb_lstm/1."""
+    return tiny_export[:2]
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ def _tiny_model(config: Config):
     return model, ids, labels
 
 
+@pytest.mark.slow
 @pytest.mark.jax_rerun
 def test_averaged_weights_are_the_moving_average_and_give_the_trained_ones_back():
     config = Config(vocab_size=50, embedding_dim=8, units=4, batch_size=8, ema_momentum=0.5)
@@ -56,6 +57,7 @@ def test_averaged_weights_are_the_moving_average_and_give_the_trained_ones_back(
         np.testing.assert_array_equal(variable.numpy(), value)  # bit for bit
 
 
+@pytest.mark.slow
 def test_without_ema_the_weights_are_left_alone():
     config = Config(vocab_size=50, embedding_dim=8, units=4, batch_size=8)
     model, ids, labels = _tiny_model(config)
@@ -86,6 +88,7 @@ def _first_step_changes(config: Config) -> dict:
     return changes
 
 
+@pytest.mark.slow
 @pytest.mark.jax_rerun
 def test_layer_lr_decay_scales_each_layers_steps_down_the_stack():
     # Random weights, no dropout: both runs see the same gradients in their first step, and
@@ -102,6 +105,7 @@ def test_layer_lr_decay_scales_each_layers_steps_down_the_stack():
             np.testing.assert_allclose(got, factor * full, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_a_model_trained_with_layer_lr_decay_saves_and_loads(tmp_path):
     config = Config(vocab_size=50, embedding_dim=8, units=4, batch_size=8, layer_lr_decay=0.4)
     model, ids, labels = _tiny_model(config)

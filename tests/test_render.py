@@ -128,6 +128,7 @@ def _png_size(path):
     return struct.unpack(">II", data[16:24])  # IHDR: width, height
 
 
+@pytest.mark.slow
 def test_plot_ledger_writes_a_png_that_grows_with_the_review(trained_model, tmp_path):
     sizes = {}
     for length in (20, 600):

@@ -11,20 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TRAIN_TEXTS, write_run_dir
+from helpers import TRAIN_TEXTS
 
-from lstm_reviews import export, predict, score
+from lstm_reviews import predict, score
 
 WORDS = " ".join(TRAIN_TEXTS).split() + ["unknownword", "<br />", "film!"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("score")
-    write_run_dir(root / "run")
-    model_dir = root / "saved_models" / "imdb_lstm"
-    export.export_saved_model(root / "run", model_dir)
-    return model_dir
+def model_dir(tiny_export):
+    return tiny_export[1]  # exported once for the session (conftest.py)
 
 
 def _reviews(count: int, seed: int = 0) -> list[str]:

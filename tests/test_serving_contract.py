@@ -9,17 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import write_run_dir
 
-from lstm_reviews import export, predict
+from lstm_reviews import predict
 from lstm_reviews.serving import warmup as serving_warmup
 
 
 @pytest.fixture(scope="module")
-def version_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("contract")
-    write_run_dir(root / "run")
-    return export.export_saved_model(root / "run", root / "saved_models" / "imdb_lstm")
+def version_dir(tiny_export):
+    return tiny_export[2]  # exported once for the session (conftest.py)
 
 
 @pytest.mark.slow

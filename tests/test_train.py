@@ -73,6 +73,18 @@ def test_one_epoch_end_to_end_writes_the_run_directory(tiny_imdb, tmp_path, caps
 
 
 @pytest.mark.slow
+def test_the_tiny_classifier_learns_the_separable_fixture(tiny_imdb, tmp_path):
+    # Each tiny review holds one to three of its class's six sentiment words and none of the
+    # other class's (helpers.write_tiny_imdb): a model that learns sorts nearly all of them.
+    argv = tiny_argv(tiny_imdb, tmp_path, "--epochs", "8", "--patience", "8")
+    argv += ["--learning-rate", "1e-2", "--lm-epochs", "0"]
+    assert train.main(argv) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.8, metrics
+    assert metrics["test_accuracy"] == pytest.approx(saved_test_accuracy(tmp_path / "run"))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("pretrain", [True, False])
 def test_training_starts_from_the_pretrained_word_vectors(tiny_imdb, tmp_path, pretrain):
     # A learning rate so small that the embedding stays where it started.
@@ -111,6 +123,7 @@ def test_training_starts_from_the_pretrained_language_model(tiny_imdb, tmp_path)
     np.testing.assert_array_equal(pretrained["embedding"][0], vectors)
 
 
+@pytest.mark.slow
 def test_one_training_step_changes_every_trainable_weight(tiny_imdb, tmp_path):
     config = config_from_args(tiny_argv(tiny_imdb, tmp_path))
     backend.set_up_backend(config)
