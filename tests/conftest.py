@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from helpers import write_run_dir, write_tiny_imdb
+from helpers import trained_explain_model, write_run_dir, write_tiny_imdb
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +47,9 @@ def tiny_export(tmp_path_factory) -> tuple[Path, Path, Path]:
     write_run_dir(run_dir)
     model_dir = root / "saved_models" / "imdb_lstm"
     return run_dir, model_dir, export.export_saved_model(run_dir, model_dir)
+
+
+@pytest.fixture(scope="session")
+def inspected_model():
+    """helpers.trained_explain_model(bidirectional=True): the explain and render tests read it."""
+    return trained_explain_model(True)

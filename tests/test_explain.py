@@ -36,9 +36,9 @@ def _save_run(model: keras.Model, run_dir: Path, bidirectional: bool) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bi_run(tmp_path_factory) -> Path:
+def bi_run(tmp_path_factory, inspected_model) -> Path:
     """A saved bidirectional run directory (our cell)."""
-    return _save_run(_trained(True), tmp_path_factory.mktemp("runs") / "bi", True)
+    return _save_run(inspected_model, tmp_path_factory.mktemp("runs") / "bi", True)
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +235,7 @@ def test_render_html_escapes_tokens():
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "a&amp;b" in page
 
 
+@pytest.mark.slow
 def test_cli_trace_writes_plot_html_and_json(bi_run, tmp_path, capsys):
     plot, page, out = tmp_path / "gates.png", tmp_path / "gates.html", tmp_path / "trace.json"
     text = "This movie? Don't... it was <b>amazing</b>!"
@@ -278,6 +279,7 @@ def test_cli_trace_writes_plot_html_and_json(bi_run, tmp_path, capsys):
     assert float(printed_logit.group(1)) == pytest.approx(ledger["logit"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_cli_word_report_on_tiny_test_split(bi_run, tiny_imdb, tmp_path, capsys):
     out = tmp_path / "words.json"
     argv = [
@@ -381,6 +383,7 @@ def test_cli_bad_output_path_refused_before_the_work(
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flag, name",
     [("--plot", "/proc/lstm-reviews-ledger.png"), ("--html", "/sys/lstm-reviews-ledger.html")],

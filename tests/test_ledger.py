@@ -130,6 +130,7 @@ def test_gates_are_the_trained_layers_states_at_token_positions():
     np.testing.assert_allclose(np.concatenate([maximum, mean], axis=-1), pooled, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_padding_does_not_change_a_reviews_ledger():
     model = _random_model(True, "max_mean", seed=8)
     batch = _padded_batch(seed=9, extra=4)  # every row padded, some by many steps
@@ -302,6 +303,7 @@ def per_review(word_model):
     return [lg.ledger(word_model, review, gate_model=gate_model) for review in REVIEWS]
 
 
+@pytest.mark.slow
 def test_word_report_matches_direct_counts(word_model, per_review):
     word_ids = {"three": 3, "eight": 8, "absent": 11}
     report = lg.word_ledger(

@@ -101,6 +101,7 @@ def test_unknown_pooling_mode_is_rejected():
         MaskedTimePooling("min")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_keras_file_round_trip_gives_identical_outputs(tmp_path, bidirectional):
     keras.utils.set_random_seed(3)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from helpers import EXPLAIN_VOCABULARY as VOCABULARY
 from helpers import random_ledger_model as _random_model
-from helpers import trained_explain_model as _trained
 
 from lstm_reviews.inspection import ledger as lg
 from lstm_reviews.inspection import render
@@ -42,6 +41,7 @@ def _brute_force_reading(model, ids):
     return reading
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("pooling", ["max", "max_mean"])
 @pytest.mark.parametrize("bidirectional", [True, False], ids=["bi", "forward"])
@@ -89,8 +89,8 @@ def test_review_ledger_refuses_padding_and_batches():
 
 
 @pytest.fixture(scope="module")
-def trained_model():
-    return _trained(True)
+def trained_model(inspected_model):
+    return inspected_model
 
 
 def _tokens_and_ledger(model, length, seed):
