@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import random
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-
-POSITIVE_WORDS = ["amazing", "wonderful", "great", "brilliant", "loved", "superb"]
-NEGATIVE_WORDS = ["awful", "terrible", "boring", "worst", "hated", "dull"]
-FILLER_WORDS = [
-    "this",
-    "movie",
-    "film",
-    "the",
-    "a",
-    "plot",
-    "actors",
-    "give",
-    "all",
-    "should",
-    "was",
-    "and",
-    "it",
-    "story",
-    "of",
-    "scene",
-]
+from helpers import trained_explain_model, write_run_dir, write_tiny_imdb
 
 
 @pytest.fixture(autouse=True)
@@ -39,57 +18,6 @@ def float32_policy_after_each_test():
     keras = sys.modules.get("keras")  # not imported here: each test module picks its backend
     if keras is not None:
         keras.mixed_precision.set_global_policy("float32")
-
-
-def _review(rng: random.Random, sentiment_words: list[str]) -> str:
-    words = [rng.choice(FILLER_WORDS) for _ in range(rng.randint(6, 30))]
-    for _ in range(rng.randint(1, 3)):
-        words.insert(rng.randrange(len(words) + 1), rng.choice(sentiment_words))
-    text = " ".join(words).capitalize() + "."
-    # Real reviews carry HTML line breaks; the standardizer must remove them.
-    return text.replace(" the ", " the<br /><br />", 1)
-
-
-def write_tiny_imdb(
-    root: Path,
-    per_class_train: int = 40,
-    per_class_test: int = 20,
-    unlabeled: int = 10,
-    reviews_per_movie: int = 4,
-    seed: int = 0,
-) -> Path:
-    """Writes root/aclImdb in the archive's layout and returns that directory.
-
-    Review k of a split/class belongs to movie k // reviews_per_movie, as listed in
-    urls_<class>.txt (line k = the movie of review id k), like the real archive.
-    """
-    rng = random.Random(seed)
-    top = root / "aclImdb"
-    layout = {
-        "train": {"pos": per_class_train, "neg": per_class_train, "unsup": unlabeled},
-        "test": {"pos": per_class_test, "neg": per_class_test},
-    }
-    for split, classes in layout.items():
-        for name, count in classes.items():
-            folder = top / split / name
-            folder.mkdir(parents=True)
-            urls = []
-            for review_id in range(count):
-                if name == "pos":
-                    rating, text = rng.randint(7, 10), _review(rng, POSITIVE_WORDS)
-                elif name == "neg":
-                    rating, text = rng.randint(1, 4), _review(rng, NEGATIVE_WORDS)
-                else:
-                    rating, text = 0, _review(rng, POSITIVE_WORDS + NEGATIVE_WORDS)
-                (folder / f"{review_id}_{rating}.txt").write_text(text, encoding="utf-8")
-                movie = f"tt{split == 'test'}{name}{review_id // reviews_per_movie:05d}"
-                urls.append(f"http://www.imdb.com/title/{movie}/usercomments")
-            (top / split / f"urls_{name}.txt").write_text("\n".join(urls) + "\n")
-    (top / "README").write_text("Tiny aclImdb fixture for tests.\n")
-    (top / "imdb.vocab").write_text(
-        "\n".join(POSITIVE_WORDS + NEGATIVE_WORDS + FILLER_WORDS) + "\n"
-    )
-    return top
 
 
 @pytest.fixture
@@ -106,3 +34,22 @@ def tiny_imdb_tarball(tmp_path) -> Path:
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(top, arcname="aclImdb")
     return archive
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(run_dir, model_dir, version_dir): helpers.write_run_dir's run, exported once for the
+    whole session (export, predict, score and the serving contract read it; none changes it)."""
+    from lstm_reviews import export
+
+    root = tmp_path_factory.mktemp("export")
+    run_dir = root / "run"
+    write_run_dir(run_dir)
+    model_dir = root / "saved_models" / "imdb_lstm"
+    return run_dir, model_dir, export.export_saved_model(run_dir, model_dir)
+
+
+@pytest.fixture(scope="session")
+def inspected_model():
+    """helpers.trained_explain_model(bidirectional=True): the explain and render tests read it."""
+    return trained_explain_model(True)

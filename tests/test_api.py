@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_tiny_imdb
+from helpers import TINY, write_tiny_imdb
 
 import lstm_reviews
 from lstm_reviews import explain
@@ -31,19 +31,15 @@ def trained(tmp_path_factory):
         data=str(write_tiny_imdb(root / "data")),
         cache_dir=str(root / "cache"),
         output_dir=str(root / "unused"),  # run_dir below wins
-        vocab_size=50,
-        max_length=40,
-        embedding_dim=8,
-        units=4,
-        batch_size=8,
+        **TINY,
         epochs=1,
         lm_epochs=0,
-        adversarial_epsilon=0.0,
         export=False,
     )
     return lstm_reviews.train(config, root / "run")
 
 
+@pytest.mark.slow
 def test_import_lstm_reviews_does_not_load_tensorflow():
     # A fresh interpreter: this one has TensorFlow loaded by the other tests.
     code = (
@@ -59,6 +55,7 @@ def test_import_lstm_reviews_does_not_load_tensorflow():
     assert completed.returncode == 0, completed.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_train_returns_the_finished_run(trained):
     assert isinstance(trained, lstm_reviews.Run)
     assert trained.path.name == "run" and (trained.path / "metrics.json").is_file()
@@ -68,6 +65,7 @@ def test_train_returns_the_finished_run(trained):
     assert callable(lstm_reviews.train.train_and_evaluate)
 
 
+@pytest.mark.slow
 def test_load_run_reads_the_run_train_returned(trained):
     run = lstm_reviews.load_run(trained.path)
     assert isinstance(run, lstm_reviews.Run)
@@ -78,6 +76,7 @@ def test_load_run_reads_the_run_train_returned(trained):
         lstm_reviews.load_run(trained.path / "missing")
 
 
+@pytest.mark.slow
 def test_predict_gives_each_review_its_own_verdict(trained):
     predictions = trained.predict(REVIEWS + [""])
     assert [sorted(p) for p in predictions] == [["label", "logit", "probability", "tokens"]] * 5
@@ -95,6 +94,7 @@ def test_predict_gives_each_review_its_own_verdict(trained):
     assert alone["probability"] == pytest.approx(predictions[0]["probability"], abs=TOL)
 
 
+@pytest.mark.slow
 def test_explain_returns_one_explanation(trained, tmp_path, capsys):
     explanation = trained.explain(POSITIVE)
     assert isinstance(explanation, lstm_reviews.Explanation)
@@ -123,6 +123,7 @@ def test_explain_returns_one_explanation(trained, tmp_path, capsys):
         trained.explain("<br /> ... ;;")  # markup and punctuation only
 
 
+@pytest.mark.slow
 def test_export_publishes_a_version_predictor_reads_alike(trained, tmp_path):
     first = trained.export(tmp_path / "models")
     second = trained.export(tmp_path / "models")

@@ -9,7 +9,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-from conftest import NEGATIVE_WORDS, POSITIVE_WORDS, write_tiny_imdb
+from helpers import NEGATIVE_WORDS, POSITIVE_WORDS, write_tiny_imdb
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines.py"
 _SPEC = importlib.util.spec_from_file_location("baselines", _PATH)
@@ -44,7 +44,8 @@ def test_baselines_on_the_tiny_tree(tmp_path, capsys):
     # The fixture's sentiment words never cross classes: far above chance (0.5).
     for name in ("nbsvm", "tfidf"):
         assert results[name]["test_accuracy"] >= 0.9, (name, results[name])
-        assert 0.0 <= results[name]["validation_accuracy"] <= 1.0
+        # The validation split is a few movies' reviews: above chance by a margin, not 0.9.
+        assert results[name]["validation_accuracy"] >= 0.75, (name, results[name])
         assert results[name]["seconds"] > 0
     assert results["tfidf"]["c"] in baselines.TFIDF_C_VALUES
     model = results["nbsvm_model"]

@@ -7,61 +7,39 @@ Runs under whatever KERAS_BACKEND is set; tests/test_backends.py reruns it under
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import keras
 import numpy as np
 import pytest
+from helpers import (
+    BATCH,
+    INPUT_DIM,
+    TIME,
+    TOLERANCE,
+    UNITS,
+    _float64_tanh_error,
+    _gradients,
+    _inputs,
+    _max_diff,
+    _numpy,
+    _precision,
+    _randomize,
+    numpy_lstm,
+)
 from keras import ops
 
 from lstm_reviews.model.cell import GATE_NAMES, LSTMCell, split_gates
 
 BACKEND = keras.backend.backend()
-TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
-BATCH, TIME, INPUT_DIM, UNITS = 4, 7, 5, 6
-
-
-@contextlib.contextmanager
-def _precision(dtype):
-    """JAX truncates float64 to float32 unless x64 is on; switch it on for this block only."""
-    if dtype == "float64" and BACKEND == "jax":
-        import jax
-
-        with jax.enable_x64(True):
-            yield
-    else:
-        yield
+# All of it runs again under JAX (tests/test_backends.py).
+pytestmark = pytest.mark.jax_rerun
 
 
 @pytest.fixture(params=["float32", "float64"])
 def dtype(request):
     with _precision(request.param):
         yield request.param
-
-
-def _randomize(layer, seed):
-    """Gives every weight of `layer` fresh N(0, 0.5^2) values; returns them."""
-    rng = np.random.default_rng(seed)
-    weights = [0.5 * rng.standard_normal(w.shape) for w in layer.get_weights()]
-    layer.set_weights(weights)
-    return weights
-
-
-def _inputs(seed, dtype, shape=(BATCH, TIME, INPUT_DIM)):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-
-
-def _numpy(outputs):
-    if isinstance(outputs, (list, tuple)):
-        return [ops.convert_to_numpy(o) for o in outputs]
-    return [ops.convert_to_numpy(outputs)]
-
-
-def _max_diff(a, b):
-    a, b = _numpy(a), _numpy(b)
-    assert [x.shape for x in a] == [y.shape for y in b]
-    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
 
 
 def _pair(dtype, direction, seed=0, bidirectional=False, **rnn_kwargs):
@@ -150,38 +128,6 @@ def test_equals_keras_lstm_with_right_padded_mask(dtype):
 # ---------------------------------------------------------------- gradients
 
 
-def _gradients(layer, x, upstream):
-    """Gradients of sum(layer(x) * upstream) w.r.t. x and each trainable weight, as NumPy.
-
-    x: <float>[batch, time, input_dim]; upstream: the layer output's shape. Returns
-    [d/dx, d/dkernel, d/drecurrent_kernel, d/dbias] (weights in trainable_variables order).
-    """
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.convert_to_tensor(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(layer(x) * upstream)
-        grads = tape.gradient(loss, [x, *layer.trainable_variables])
-    elif BACKEND == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        trainable = [v.value for v in layer.trainable_variables]
-        non_trainable = [v.value for v in layer.non_trainable_variables]
-
-        def loss(x, trainable):
-            outputs, _ = layer.stateless_call(trainable, non_trainable, x)
-            return jnp.sum(outputs * upstream)
-
-        grad_x, grad_weights = jax.grad(loss, argnums=(0, 1))(jnp.asarray(x), trainable)
-        grads = [grad_x, *grad_weights]
-    else:
-        raise NotImplementedError(f"no gradient helper for the {BACKEND!r} backend")
-    return [ops.convert_to_numpy(g) for g in grads]
-
-
 @pytest.mark.parametrize(
     "rnn_kwargs",
     [{}, {"return_sequences": True, "go_backwards": True}],
@@ -204,49 +150,6 @@ def test_gradients_equal_keras_lstm(dtype, rnn_kwargs):
 
 
 # ---------------------------------------------------------------- independent NumPy reference
-
-
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def numpy_lstm(x, kernel, recurrent_kernel, bias):
-    """The six LSTM equations in float64, one gate at a time, looping over time.
-
-    x: <float64>[batch, time, input_dim]; kernel [input_dim, 4*units],
-    recurrent_kernel [units, 4*units], bias [4*units], gate blocks in the order i, f, c, o.
-    Returns a dict GATE_NAMES -> <float64>[batch, time, units].
-    """
-    units = recurrent_kernel.shape[0]
-    W_i, W_f, W_c, W_o = (kernel[:, k * units : (k + 1) * units] for k in range(4))
-    U_i, U_f, U_c, U_o = (recurrent_kernel[:, k * units : (k + 1) * units] for k in range(4))
-    b_i, b_f, b_c, b_o = (bias[k * units : (k + 1) * units] for k in range(4))
-    h = np.zeros((x.shape[0], units))
-    c = np.zeros((x.shape[0], units))
-    steps = {name: [] for name in GATE_NAMES}
-    for t in range(x.shape[1]):
-        x_t = x[:, t, :]
-        i = _sigmoid(x_t @ W_i + h @ U_i + b_i)
-        f = _sigmoid(x_t @ W_f + h @ U_f + b_f)
-        c_tilde = np.tanh(x_t @ W_c + h @ U_c + b_c)
-        o = _sigmoid(x_t @ W_o + h @ U_o + b_o)
-        c = f * c + i * c_tilde
-        h = o * np.tanh(c)
-        for name, value in zip(GATE_NAMES, (h, c, i, f, o, c_tilde)):
-            steps[name].append(value)
-    return {name: np.stack(values, axis=1) for name, values in steps.items()}
-
-
-def _float64_tanh_error():
-    """How far this backend's float64 ops.tanh is from NumPy's.
-
-    Keras 3.15 under JAX computes ops.tanh of float64 in float32 (its type promotion maps
-    64-bit to 32-bit types on non-TensorFlow backends), so there the cell, like
-    keras.layers.LSTM, can only match a float64 reference to float32 precision.
-    """
-    with _precision("float64"):
-        z = np.linspace(-3, 3, 101)
-        return float(np.max(np.abs(ops.convert_to_numpy(ops.tanh(z)) - np.tanh(z))))
 
 
 def test_matches_independent_numpy_reference():
@@ -531,6 +434,7 @@ def test_model_saves_and_loads_in_safe_mode(tmp_path):
 # ---------------------------------------------------------------- usability
 
 
+@pytest.mark.slow
 def test_bidirectional_with_gates_trains_a_step():
     """Bidirectional(RNN(LSTMCell)) fits like any Keras layer (here one quick epoch)."""
     ids = keras.Input(shape=(TIME,), dtype="int32")

@@ -56,6 +56,7 @@ def test_mixed_precision_is_a_choice_and_an_old_bool_still_reads(tmp_path):
     assert Config(mixed_precision=True) == Config(mixed_precision="float16")
 
 
+@pytest.mark.slow
 def test_batch_shapes_is_a_choice_that_feeds_no_cache_and_is_not_resumable():
     from lstm_reviews.config import LANGUAGE_MODEL, TOKENS, VECTORS, cache_settings
 

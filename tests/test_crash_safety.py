@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_tiny_imdb
+from helpers import write_tiny_imdb
 
 from lstm_reviews import train
 from lstm_reviews.crashpoints import ENVIRONMENT_VARIABLE
@@ -108,6 +108,7 @@ def reference(workspace) -> Path:
     return workspace / "reference"
 
 
+@pytest.mark.slow
 def test_a_run_killed_at_every_moment_resumes_to_the_uninterrupted_run(workspace, reference):
     run_dir = workspace / "killed"
     export_dir = workspace / "exported"
@@ -181,6 +182,7 @@ def test_a_run_killed_at_every_moment_resumes_to_the_uninterrupted_run(workspace
     assert result.returncode == 2 and "already finished" in result.stderr, explain(result)
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_pretraining_or_validation_stops_there_and_resumes(workspace, reference):
     """SIGINT at moments inside Keras' fit and evaluate: exit 130 saying --resume, what was
     done kept, and the resumed run ends as the uninterrupted one."""
@@ -211,6 +213,7 @@ def test_ctrl_c_in_pretraining_or_validation_stops_there_and_resumes(workspace, 
     assert_same_run(run_dir, reference)
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_data(workspace, reference, capsys):
     run_dir = workspace / "other_data"
     shutil.copytree(reference, run_dir)
@@ -223,6 +226,7 @@ def test_resume_refuses_other_data(workspace, reference, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_vocabulary(workspace, reference, capsys):
     run_dir = workspace / "other_vocabulary"
     shutil.copytree(reference, run_dir)

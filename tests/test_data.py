@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import write_tiny_imdb
+from helpers import write_tiny_imdb
 
 from lstm_reviews.backend import runs_on_tensorflow
 from lstm_reviews.config import Config
@@ -812,6 +812,7 @@ def test_a_corrupt_cache_is_a_data_error_and_prepare_tokens_rebuilds_it(tiny_imd
     assert load_token_cache(path).settings == token_settings(config)
 
 
+@pytest.mark.slow
 def test_the_cache_loads_and_batches_without_tensorflow(tiny_imdb, tmp_path):
     config = _config(tiny_imdb, tmp_path)
     built = prepare_tokens(config)

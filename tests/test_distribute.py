@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train import tiny_argv
+from helpers import tiny_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO_CPUS = "--xla_force_host_platform_device_count=2"
@@ -54,6 +54,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_weights_replicated_and_batches_split():
     done = _python(["-c", PLACEMENT])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -76,6 +77,7 @@ except UserError as error:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "backend, devices, settings, message",
     [
@@ -92,6 +94,7 @@ def test_refused_with_a_clear_error(backend, devices, settings, message):
     assert f"REFUSED --distribute data {message}" in done.stdout.replace("\n", " ")
 
 
+@pytest.mark.slow
 def test_cli_error_exit_2(tiny_imdb, tmp_path):
     done = _python(
         ["-m", "lstm_reviews.train", *tiny_argv(tiny_imdb, tmp_path, "--distribute", "data")],
@@ -107,6 +110,7 @@ def _history(run_dir: Path) -> dict[str, np.ndarray]:
     return {key: np.array([float(row[key]) for row in rows]) for key in ("loss", "val_loss")}
 
 
+@pytest.mark.slow
 def test_same_losses_as_one_device_and_after_a_kill(tiny_imdb, tmp_path):
     """The same tiny run on one device, on two, and on two killed once epoch 1 is committed
     then resumed (epoch 1's backup loaded into the distributed model)."""

@@ -152,6 +152,7 @@ def _dead_pid() -> int:
     return child.pid
 
 
+@pytest.mark.slow
 def test_temporaries_of_killed_cache_writers_are_removed(tmp_path):
     host = cache._host_hash()
     dead = tmp_path / f".tokens-0123456789ab.npz.{_dead_pid()}-{host}.k2j4_x9a"

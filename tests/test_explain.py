@@ -11,69 +11,21 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import FILLER_WORDS, NEGATIVE_WORDS, POSITIVE_WORDS
+from helpers import EXPLAIN_UNITS as UNITS
+from helpers import EXPLAIN_VOCABULARY as VOCABULARY
+from helpers import explain_config as _config
+from helpers import trained_explain_model as _trained
+from helpers import with_keras_lstm as _with_keras_lstm
 
 from lstm_reviews import explain
-from lstm_reviews.config import Config
 from lstm_reviews.inspection import gate_views, word_report
 from lstm_reviews.inspection import gates as inspection
 from lstm_reviews.inspection.explanation import explain_review
-from lstm_reviews.model.classifier import build_model, compile_model
+from lstm_reviews.model.classifier import build_model
 from lstm_reviews.rundir import RunDir, load_run
 
 # "don't" carries a character HTML must escape; the rest are the tiny fixture's words.
-VOCABULARY = ["", "[UNK]"] + POSITIVE_WORDS + NEGATIVE_WORDS + FILLER_WORDS + ["don't"]
-UNITS = 4
 TOL = 1e-6
-
-
-def _config(bidirectional: bool) -> Config:
-    return Config(
-        vocab_size=len(VOCABULARY),
-        embedding_dim=6,
-        units=UNITS,
-        bidirectional=bidirectional,
-        dropout=0.2,
-        max_length=50,
-        batch_size=8,
-        seed=3,
-        pooling="max",
-        # A few plain steps: the tiny model's weights need only move off their initial values.
-        adversarial_epsilon=0.0,
-    )  # test_inspection_states_equal_trained_rnn recomputes max pooling
-
-
-def _with_keras_lstm(model: keras.Model) -> keras.Model:
-    """The same model with keras.layers.LSTM where it has RNN(our LSTMCell)."""
-
-    def clone(layer):
-        if layer.name == "lstm":
-            return keras.layers.LSTM(UNITS, return_sequences=True, name="lstm")
-        if layer.name == "bidirectional_lstm":
-            return keras.layers.Bidirectional(
-                keras.layers.LSTM(UNITS, return_sequences=True, name="lstm"),
-                name="bidirectional_lstm",
-            )
-        return layer.__class__.from_config(layer.get_config())
-
-    return keras.models.clone_model(model, clone_function=clone)
-
-
-def _trained(bidirectional: bool, keras_lstm: bool = False) -> keras.Model:
-    """A tiny model after a few optimizer steps, so no weight is at its initial value."""
-    keras.utils.set_random_seed(0)
-    config = _config(bidirectional)
-    model = build_model(config, len(VOCABULARY))
-    if keras_lstm:
-        model = _with_keras_lstm(model)
-    compile_model(model, config)
-    model.jit_compile = False  # XLA-compiling an RNN for three steps costs more than the steps
-    rng = np.random.default_rng(0)
-    for _ in range(3):
-        ids = rng.integers(2, len(VOCABULARY), size=(8, 12)).astype(np.int32)
-        ids[:4, 8:] = 0  # some right padding, as in real batches
-        model.train_on_batch(ids, rng.integers(0, 2, size=(8,)).astype(np.float32))
-    return model
 
 
 def _save_run(model: keras.Model, run_dir: Path, bidirectional: bool) -> Path:
@@ -85,9 +37,9 @@ def _save_run(model: keras.Model, run_dir: Path, bidirectional: bool) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bi_run(tmp_path_factory) -> Path:
+def bi_run(tmp_path_factory, inspected_model) -> Path:
     """A saved bidirectional run directory (our cell)."""
-    return _save_run(_trained(True), tmp_path_factory.mktemp("runs") / "bi", True)
+    return _save_run(inspected_model, tmp_path_factory.mktemp("runs") / "bi", True)
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +125,7 @@ def test_trace_shapes_ranges_and_prediction(bi_run):
     _check_against_trained_layer(run.model, run.model.get_layer("bidirectional_lstm"), trace)
 
 
+@pytest.mark.slow
 def test_running_prediction_in_calls_of_bounded_size_is_every_prefix(bi_run, monkeypatch):
     """Issue #27 C1: the prefixes of a long review go through in calls of at most
     prefix_tokens padded tokens (memory), and still give the model's verdict on each prefix."""
@@ -283,6 +236,7 @@ def test_render_html_escapes_tokens():
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "a&amp;b" in page
 
 
+@pytest.mark.slow
 def test_cli_trace_writes_plot_html_and_json(bi_run, tmp_path, capsys):
     plot, page, out = tmp_path / "gates.png", tmp_path / "gates.html", tmp_path / "trace.json"
     text = "This movie? Don't... it was <b>amazing</b>!"
@@ -326,6 +280,7 @@ def test_cli_trace_writes_plot_html_and_json(bi_run, tmp_path, capsys):
     assert float(printed_logit.group(1)) == pytest.approx(ledger["logit"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_cli_word_report_on_tiny_test_split(bi_run, tiny_imdb, tmp_path, capsys):
     out = tmp_path / "words.json"
     argv = [
@@ -429,6 +384,7 @@ def test_cli_bad_output_path_refused_before_the_work(
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flag, name",
     [("--plot", "/proc/lstm-reviews-ledger.png"), ("--html", "/sys/lstm-reviews-ledger.html")],

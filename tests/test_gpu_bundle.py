@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import keras_probabilities
+from helpers import keras_probabilities, tiny_flags
 
 from lstm_reviews import gpu_bundle
 from lstm_reviews.config import Config
@@ -28,16 +28,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 TINY = [
     "--adversarial-epsilon",
     "0",
-    "--vocab-size",
-    "50",
-    "--max-length",
-    "40",
-    "--embedding-dim",
-    "8",
-    "--units",
-    "4",
-    "--batch-size",
-    "8",
+    *tiny_flags(),
     "--eval-batch-size",
     "16",
     "--lm-epochs",
@@ -77,6 +68,7 @@ def test_training_options_round_trip_against_the_preset(argv):
     assert config_from_args(gpu_bundle.training_options(config)) == config
 
 
+@pytest.mark.slow
 def test_train_sh_parsed_back_gives_the_bundle_config(tiny_imdb, tmp_path):
     bundle = tmp_path / "bundle"
     # No word vectors or language model: only the token cache is made.
@@ -101,6 +93,7 @@ def test_a_token_cache_as_data_must_match_the_settings(tiny_imdb, tmp_path):
         prepare_tokens(dataclasses.replace(config, data=str(path), vocab_size=60))
 
 
+@pytest.mark.slow
 def test_trained_under_jax_from_the_bundle_alone_then_exported_here(tiny_imdb, tmp_path):
     pytest.importorskip("jax", reason="the JAX backend is not installed")
     bundle = tmp_path / "bundle"
@@ -187,6 +180,7 @@ def test_the_bundle_carries_compact_ids_that_load_as_the_originals(tiny_imdb, tm
     assert tokens.compact_ids(np.array([0, 70_000])).dtype != np.uint16  # too big: kept
 
 
+@pytest.mark.slow
 def test_a_bundle_dir_that_is_a_file_is_one_line_before_the_work(tiny_imdb, tmp_path, capsys):
     bundle = tmp_path / "bundle"
     bundle.write_text("a file")

@@ -6,7 +6,6 @@ N(0, 0.5²) weights on every layer, the logit included, so that gates differ by 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -16,6 +15,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import LEDGER_EMBEDDING as EMBEDDING
+from helpers import LEDGER_UNITS as UNITS
+from helpers import LEDGER_VOCAB as VOCAB
+from helpers import random_ledger_model as _random_model
 
 from lstm_reviews.config import Config
 from lstm_reviews.inspection import crosscheck, ledger_words
@@ -23,57 +26,9 @@ from lstm_reviews.inspection import gate_model as gm
 from lstm_reviews.inspection import ledger as lg
 from lstm_reviews.model.classifier import build_model
 
-VOCAB, EMBEDDING, UNITS = 12, 3, 4
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 LENGTHS = [9, 5, 1, 3]  # a padded batch; row 2 is a one-token review
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextlib.contextmanager
-def _floatx(dtype):
-    """Layers made inside compute in dtype. Keras caches its global dtype policy on first use,
-    so setting floatx alone would not reach layers made after any other layer."""
-    previous_floatx, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx(dtype)
-    keras.config.set_dtype_policy(dtype)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
-        keras.config.set_floatx(previous_floatx)
-
-
-def _random_model(bidirectional, pooling, dtype="float32", seed=0, keras_lstm=False, units=UNITS):
-    """build_model with N(0, 0.5²) weights; in float64 the (float32) logit layer too is float64."""
-    config = Config(
-        units=units,
-        embedding_dim=EMBEDDING,
-        bidirectional=bidirectional,
-        pooling=pooling,
-        seed=seed,
-    )
-
-    def clone(layer):
-        config = layer.get_config()
-        if layer.name == "logit":
-            return keras.layers.Dense.from_config({**config, "dtype": dtype})
-        if layer.name in ("lstm", "bidirectional_lstm") and keras_lstm:
-            rnn = keras.layers.LSTM(units, return_sequences=True, name="lstm", dtype=dtype)
-            return (
-                keras.layers.Bidirectional(rnn, name=layer.name, dtype=dtype)
-                if bidirectional
-                else rnn
-            )
-        return layer.__class__.from_config(config)
-
-    with _floatx(dtype):
-        keras.utils.set_random_seed(seed)
-        model = build_model(config, VOCAB)
-        if dtype != "float32" or keras_lstm:
-            model = keras.models.clone_model(model, clone_function=clone)
-        rng = np.random.default_rng(seed + 100)
-        model.set_weights([0.5 * rng.standard_normal(w.shape) for w in model.get_weights()])
-    return model
 
 
 def _padded_batch(seed=1, lengths=LENGTHS, extra=0):
@@ -177,6 +132,7 @@ def test_gates_are_the_trained_layers_states_at_token_positions():
     np.testing.assert_allclose(np.concatenate([maximum, mean], axis=-1), pooled, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_padding_does_not_change_a_reviews_ledger():
     model = _random_model(True, "max_mean", seed=8)
     batch = _padded_batch(seed=9, extra=4)  # every row padded, some by many steps
@@ -349,6 +305,7 @@ def per_review(word_model):
     return [lg.ledger(word_model, review, gate_model=gate_model) for review in REVIEWS]
 
 
+@pytest.mark.slow
 def test_word_report_matches_direct_counts(word_model, per_review):
     word_ids = {"three": 3, "eight": 8, "absent": 11}
     report = ledger_words.word_ledger(
@@ -492,6 +449,7 @@ JAX_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sum_identity_under_jax():
     env = {
         **os.environ,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from helpers import TINY
 
 from lstm_reviews.config import Config
 from lstm_reviews.model.cell import LSTMCell
@@ -15,11 +16,7 @@ from lstm_reviews.model.classifier import (
     learning_rate,
 )
 
-# The plain model (adversarial training has its own tests: tests/test_adversarial.py).
-TINY = dict(
-    vocab_size=50, max_length=40, embedding_dim=8, units=4, batch_size=8, adversarial_epsilon=0.0
-)
-VOCAB = 50
+VOCAB = TINY["vocab_size"]
 
 
 def tiny_config(**overrides) -> Config:
@@ -104,6 +101,7 @@ def test_unknown_pooling_mode_is_rejected():
         MaskedTimePooling("min")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_keras_file_round_trip_gives_identical_outputs(tmp_path, bidirectional):
     keras.utils.set_random_seed(3)
@@ -120,6 +118,7 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path, bidirectional):
     assert isinstance(loaded.get_layer("pooling"), MaskedTimePooling)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compute", ["float16", "bfloat16"])
 def test_mixed_precision_keeps_the_logit_in_float32(compute):
     keras.mixed_precision.set_global_policy(f"mixed_{compute}")

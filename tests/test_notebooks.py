@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import write_tiny_imdb
+from helpers import write_tiny_imdb
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -98,6 +98,7 @@ def _outputs_text(notebook) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_notebook_runs_in_small_mode(name, kernel_dir, tmp_path, monkeypatch):
     path = NOTEBOOKS / f"{name}.ipynb"

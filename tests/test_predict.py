@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serving_helpers import keras_probabilities, write_run_dir
+from helpers import keras_probabilities, write_run_dir
 
 from lstm_reviews import export, predict
 from lstm_reviews.config import Config
@@ -25,13 +25,9 @@ NEGATIVE = "Awful plot. The worst movie of the year, boring and dull."
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """(run_dir, model_dir): one tiny run exported once, as saved_models/imdb_lstm/1."""
-    root = tmp_path_factory.mktemp("predict")
-    write_run_dir(root / "run")
-    model_dir = root / "saved_models" / "imdb_lstm"
-    export.export_saved_model(root / "run", model_dir)
-    return root / "run", model_dir
+def exported(tiny_export):
+    """(run_dir, model_dir): one tiny run exported once (conftest.py), as .../imdb_lstm/1."""
+    return tiny_export[:2]
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +48,7 @@ def _main(argv, stdin=None):
     return code, [json.loads(line) for line in out.getvalue().splitlines()]
 
 
+@pytest.mark.slow
 def test_reviews_from_arguments_match_the_keras_model(exported):
     run_dir, model_dir = exported
     expected = keras_probabilities(run_dir, [POSITIVE, NEGATIVE])
@@ -74,6 +71,7 @@ def test_highest_version_is_used(tmp_path):
     assert predict.resolve_model_dir(tmp_path / "9") == tmp_path / "9"
 
 
+@pytest.mark.slow
 def test_file_one_review_per_line_with_invalid_utf8(exported, tmp_path, capsys):
     reviews = tmp_path / "reviews.txt"
     reviews.write_bytes(b"\xef\xbb\xbfGreat movie\r\n\r\nAwful \xff\xfe film\n   \nfine story")
@@ -83,13 +81,14 @@ def test_file_one_review_per_line_with_invalid_utf8(exported, tmp_path, capsys):
         (str(reviews), n) for n in (1, 3, 5)
     ]
     assert records[0]["text"] == "Great movie"
-    assert (
-        records[1]["text"] == "Awful \ufffd\ufffd film" and 0.0 <= records[1]["probability"] <= 1.0
-    )
+    assert records[1]["text"] == "Awful \ufffd\ufffd film"
+    expected = keras_probabilities(exported[0], [records[1]["text"]])[0]
+    assert records[1]["probability"] == pytest.approx(expected, abs=1e-5)
     warning = capsys.readouterr().err
     assert f"{reviews} line 3" in warning and "invalid UTF-8" in warning
 
 
+@pytest.mark.slow
 def test_directory_of_txt_files(exported, tmp_path):
     folder = tmp_path / "pos"
     folder.mkdir()
@@ -105,6 +104,7 @@ def test_directory_of_txt_files(exported, tmp_path):
     assert "line" not in records[0]
 
 
+@pytest.mark.slow
 def test_standard_input(exported):
     lines = f"{POSITIVE}\n{NEGATIVE}\n".encode()
     code, records = _main(["--model", str(exported[1])], stdin=_stdin(lines))
@@ -117,6 +117,7 @@ def test_standard_input(exported):
     assert code == 0 and [r.get("source") for r in records] == [None, "<stdin>", "<stdin>"]
 
 
+@pytest.mark.slow
 def test_bad_reviews_each_get_a_prediction_or_a_clear_error(exported):
     run_dir, model_dir = exported
     huge = " ".join(["boring"] * 50_000 + ["wonderful", "brilliant"] * 25_000)  # 100,000 words
@@ -138,6 +139,7 @@ def test_bad_reviews_each_get_a_prediction_or_a_clear_error(exported):
         assert records[index]["probability"] == pytest.approx(probability, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_failing_review_costs_only_its_own_line(predictor):
     class Flaky:
         def __call__(self, texts):
@@ -171,6 +173,7 @@ def test_missing_model_path(tmp_path, capsys):
     assert error.startswith("error: ") and str(missing) in error and "does not exist" in error
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -233,6 +236,7 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert exit_info.value.code == 2 and "without .txt files" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_nul_byte_separates_words_in_training_and_serving(exported, tmp_path):
     run_dir, model_dir = exported
     # Before: the SavedModel and the training vectorizer both read only "Awful plot".
@@ -254,6 +258,7 @@ def test_nul_byte_separates_words_in_training_and_serving(exported, tmp_path):
     assert code == 0 and file_records[0]["tokens"] == records[1]["tokens"]
 
 
+@pytest.mark.slow
 def test_no_nul_reaches_an_older_savedmodel(predictor):
     # SavedModels exported before standardize_review read NUL as a space cut the review there.
     sent = []
@@ -286,6 +291,7 @@ def _binary_inputs(tmp_path):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["program", "utf16", "utf16_no_bom", "controls"])
 def test_binary_input_is_refused_naming_the_file(exported, tmp_path, capsys, kind):
     path = str(_binary_inputs(tmp_path)[kind])
@@ -300,6 +306,7 @@ def test_binary_input_is_refused_naming_the_file(exported, tmp_path, capsys, kin
     assert capsys.readouterr().err.startswith("error: <stdin> is not text (")
 
 
+@pytest.mark.slow
 def test_latin1_text_is_still_predicted(exported, tmp_path, capsys):
     path = tmp_path / "latin1.txt"
     path.write_bytes(
@@ -310,6 +317,7 @@ def test_latin1_text_is_still_predicted(exported, tmp_path, capsys):
     assert "invalid UTF-8" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bad_entries_of_a_directory_get_error_lines_the_rest_predictions(exported, tmp_path):
     folder = tmp_path / "reviews"
     folder.mkdir()
@@ -334,6 +342,7 @@ def test_bad_entries_of_a_directory_get_error_lines_the_rest_predictions(exporte
     )
 
 
+@pytest.mark.slow
 def test_folder_of_review_folders_is_refused_naming_them(exported, tiny_imdb, capsys):
     split = tiny_imdb / "test"  # pos/, neg/ and the movie lists urls_pos.txt, urls_neg.txt
     assert sorted(path.name for path in split.glob("*.txt")) == ["urls_neg.txt", "urls_pos.txt"]
@@ -351,6 +360,7 @@ def test_folder_of_review_folders_is_refused_naming_them(exported, tiny_imdb, ca
     assert not any("urls_" in record["source"] for record in records)
 
 
+@pytest.mark.slow
 def test_empty_input_gets_an_error_line_like_an_empty_review(exported, tmp_path):
     model = str(exported[1])
     code, records = _main(["--model", model])  # an empty pipe
@@ -374,6 +384,7 @@ def test_empty_input_gets_an_error_line_like_an_empty_review(exported, tmp_path)
     ]
 
 
+@pytest.mark.slow
 def test_closed_standard_streams_exit_2(exported, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", None)  # what Python makes of a closed descriptor 0
     with pytest.raises(SystemExit) as exit_info:
@@ -419,6 +430,7 @@ def _cli(args, cwd, input=None):
     )
 
 
+@pytest.mark.slow
 def test_command_line_pipe_and_corrupt_model(exported, tmp_path):
     result = _cli(
         ["--model", str(exported[1])], tmp_path, input=b"Great movie\nAwful \xff film\n\n"
@@ -436,6 +448,7 @@ def test_command_line_pipe_and_corrupt_model(exported, tmp_path):
     assert b"cannot load the SavedModel" in result.stderr and b"Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_command_line_closed_streams_and_full_disk(exported, tmp_path):
     """The real thing: descriptors closed by the shell, and standard output on /dev/full."""
     model = str(exported[1])
@@ -504,6 +517,7 @@ def _predict_process(model: Path, reviews: list[str], folder: Path) -> tuple:
     return records, seconds, usage.ru_maxrss * 1024  # kilobytes on Linux
 
 
+@pytest.mark.slow
 def test_a_2mb_review_among_short_ones_is_cut_and_costs_seconds_and_little_memory(tmp_path):
     """Issue #27 C1: one 2 MB line (369,187 tokens) made a batch of 32 padded to its length:
     minutes and gigabytes. Now it costs about what the 31 short reviews alone cost (most of
@@ -527,6 +541,7 @@ def test_a_2mb_review_among_short_ones_is_cut_and_costs_seconds_and_little_memor
     assert seconds < 120, f"{seconds:.0f} s"  # seconds alone; generous for a loaded CI machine
 
 
+@pytest.mark.slow
 def test_binary_after_the_first_8_kb_gets_error_lines_and_few_warnings(exported, tmp_path, capsys):
     """A text file with a program appended past the part read to tell text from binary:
     each line of the program is an error, not a prediction; each text line is predicted."""

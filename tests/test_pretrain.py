@@ -31,6 +31,7 @@ def small_config(tmp_path, **overrides) -> Config:
     return Config(**values)
 
 
+@pytest.mark.slow
 def test_chunk_reviews_worked_example():
     pieces = lm_batches.chunk_reviews([np.array([5, 6, 7, 8]), np.array([9]), np.array([], int)], 3)
     np.testing.assert_array_equal(pieces, [[5, 6, 7], [8, 0, 0], [9, 0, 0]])
@@ -40,12 +41,14 @@ def test_chunk_reviews_worked_example():
         lm_batches.chunk_reviews([np.array([5])], 0)
 
 
+@pytest.mark.slow
 def test_shift_targets_worked_example():
     following, preceding = lm_batches.shift_targets(np.array([[5, 6, 7], [8, 0, 0]]))
     np.testing.assert_array_equal(following, [[6, 7, 0], [0, 0, 0]])
     np.testing.assert_array_equal(preceding, [[0, 5, 6], [0, 8, 0]])
 
 
+@pytest.mark.slow
 def test_sampling_probabilities_follow_count_to_the_three_quarters():
     pieces = np.array([[2, 2, 2, 2, 2, 2, 2, 2, 3, 1], [3, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
     probabilities = lm_batches.sampling_probabilities(pieces, vocab_size=5, power=0.75)
@@ -55,6 +58,7 @@ def test_sampling_probabilities_follow_count_to_the_three_quarters():
         lm_batches.sampling_probabilities(np.array([[0, 1, 0]]), vocab_size=5, power=0.75)
 
 
+@pytest.mark.slow
 def test_sampled_word_loss_matches_numpy():
     rng = np.random.default_rng(0)
     batch, time, size, wrong = 3, 5, 4, 6
@@ -85,6 +89,7 @@ def test_sampled_word_loss_matches_numpy():
     np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_batches_are_seeded_and_shaped():
     pieces = lm_batches.chunk_reviews([np.arange(2, 40)] * 5, 8)
     probabilities = lm_batches.sampling_probabilities(pieces, 50, power=0.75)
@@ -122,6 +127,7 @@ def test_batches_are_seeded_and_shaped():
     assert not np.array_equal(reshuffled["negative_ids"], same["negative_ids"])
 
 
+@pytest.mark.slow
 def test_batches_hold_pieces_of_one_band_of_lengths():
     # The docstring's worked example: lengths 8, 3, 7, 2, 8 in bands 4 wide, batches of 2.
     pieces = pad([np.arange(2, 2 + n) for n in (8, 3, 7, 2, 8)], length=8)
@@ -159,6 +165,7 @@ def test_batches_hold_pieces_of_one_band_of_lengths():
         np.testing.assert_array_equal(again[k][0]["token_ids"], first[k][0]["token_ids"])
 
 
+@pytest.mark.slow
 def test_bands_cut_the_padding_of_reviews_last_pieces():
     # Reviews of 1 to 300 tokens in pieces of 128: most padding sits in the last pieces,
     # which the bands read at (up to 15 tokens over) their own length.
@@ -175,6 +182,7 @@ def test_bands_cut_the_padding_of_reviews_last_pieces():
     assert len({made[k][0]["token_ids"].shape[1] for k in range(len(made))}) == 8
 
 
+@pytest.mark.slow
 def test_padding_pieces_change_neither_the_loss_nor_the_step(tmp_path):
     # A short batch topped up with empty pieces of weight 0 trains exactly as the short one.
     config = small_config(tmp_path, lm_batch_size=8, batch_shapes="fixed")
@@ -198,6 +206,7 @@ def test_padding_pieces_change_neither_the_loss_nor_the_step(tmp_path):
         np.testing.assert_allclose(padded, short, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_dynamic_shapes_keep_the_short_batch_and_their_own_cache_format(tiny_imdb, tmp_path):
     # batch_shapes "dynamic" (and "auto" under TensorFlow): the fixed batches less their
     # padding pieces, and a cache key of their own.
@@ -230,6 +239,7 @@ def test_dynamic_shapes_keep_the_short_batch_and_their_own_cache_format(tiny_imd
     assert auto == (settings if keras.backend.backend() == "tensorflow" else fixed_settings)
 
 
+@pytest.mark.slow
 def test_pretraining_learns_a_predictable_language(tmp_path):
     # Words that always follow one another: 2 3 4 5 6 7 2 3 ...; a model that reads can
     # name the next and previous word, so the loss must fall far below chance.
@@ -246,6 +256,7 @@ def test_pretraining_learns_a_predictable_language(tmp_path):
     assert set(weights) == {"embedding", "bidirectional_lstm", "history"}
 
 
+@pytest.mark.slow
 def test_pretraining_reads_batches_of_several_lengths(tmp_path):
     # Reviews of 3 to 59 tokens in pieces of 40: batches of three bands, 16, 32 and 40 long.
     keras.utils.set_random_seed(0)
@@ -264,6 +275,7 @@ def test_pretraining_reads_batches_of_several_lengths(tmp_path):
     assert len(weights["history"]) == 2 and np.all(np.isfinite(weights["history"]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("freeze", [True, False])
 def test_a_frozen_embedding_keeps_its_word_vectors_while_the_lstm_learns(tmp_path, freeze):
     keras.utils.set_random_seed(0)
@@ -278,6 +290,7 @@ def test_a_frozen_embedding_keeps_its_word_vectors_while_the_lstm_learns(tmp_pat
     assert losses[-1] < 0.5 * losses[0], losses  # the LSTM learns to read either way
 
 
+@pytest.mark.slow
 def test_untied_output_words_train_while_the_frozen_embedding_stays(tmp_path):
     """With the embedding frozen, tied output words are frozen too; untied ones start at the
     same vectors and learn, so the language model predicts better. Only the reader is kept."""
@@ -298,6 +311,7 @@ def test_untied_output_words_train_while_the_frozen_embedding_stays(tmp_path):
     assert model.get_layer("output_words").get_weights()[0].shape == (10, 8)
 
 
+@pytest.mark.slow
 def test_reader_weights_are_cached_and_load_into_the_classifier(tiny_imdb, tmp_path, monkeypatch):
     config = small_config(tmp_path, data=str(tiny_imdb))
     tokens = prepare_tokens(config)
@@ -321,6 +335,7 @@ def test_reader_weights_are_cached_and_load_into_the_classifier(tiny_imdb, tmp_p
             np.testing.assert_array_equal(stored, loaded)
 
 
+@pytest.mark.slow
 def test_load_into_refuses_weights_of_another_shape(tmp_path):
     keras.utils.set_random_seed(0)
     config = small_config(tmp_path, lm_epochs=1)
@@ -356,6 +371,7 @@ def _pretrain_until_interrupted(config, pieces, backup_dir) -> None:
         pretrain.pretrain(config, pieces, 12, backup_dir=backup_dir, callbacks=[interrupt])
 
 
+@pytest.mark.slow
 def test_interrupted_pretraining_continues_from_its_backup(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrain, "BACKUP_EVERY_BATCHES", 2)
     config = small_config(tmp_path, lm_epochs=2, lm_batch_size=4)
@@ -390,6 +406,7 @@ def test_interrupted_pretraining_continues_from_its_backup(tmp_path, monkeypatch
     assert set(weights) == {"embedding", "bidirectional_lstm", "history"}
 
 
+@pytest.mark.slow
 def test_a_torn_pretraining_backup_starts_over_with_a_warning(tmp_path, monkeypatch, capsys):
     """A kill while Keras writes the backup tears its files: the next run names the damage
     and pretrains from the start, to the very weights of a run never interrupted."""

@@ -8,8 +8,8 @@ import struct
 
 import numpy as np
 import pytest
-from test_explain import VOCABULARY, _trained
-from test_ledger import _random_model
+from helpers import EXPLAIN_VOCABULARY as VOCABULARY
+from helpers import random_ledger_model as _random_model
 
 from lstm_reviews.inspection import gate_model as gm
 from lstm_reviews.inspection import ledger as lg
@@ -42,6 +42,7 @@ def _brute_force_reading(model, ids):
     return reading
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("pooling", ["max", "max_mean"])
 @pytest.mark.parametrize("bidirectional", [True, False], ids=["bi", "forward"])
@@ -89,8 +90,8 @@ def test_review_ledger_refuses_padding_and_batches():
 
 
 @pytest.fixture(scope="module")
-def trained_model():
-    return _trained(True)
+def trained_model(inspected_model):
+    return inspected_model
 
 
 def _tokens_and_ledger(model, length, seed):
@@ -128,6 +129,7 @@ def _png_size(path):
     return struct.unpack(">II", data[16:24])  # IHDR: width, height
 
 
+@pytest.mark.slow
 def test_plot_ledger_writes_a_png_that_grows_with_the_review(trained_model, tmp_path):
     sizes = {}
     for length in (20, 600):

@@ -11,21 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import TRAIN_TEXTS, write_run_dir
+from helpers import TRAIN_TEXTS
 
-from lstm_reviews import export, predict, score
+from lstm_reviews import predict, score
 from lstm_reviews.serving import score_lines, scoring
 
 WORDS = " ".join(TRAIN_TEXTS).split() + ["unknownword", "<br />", "film!"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("score")
-    write_run_dir(root / "run")
-    model_dir = root / "saved_models" / "imdb_lstm"
-    export.export_saved_model(root / "run", model_dir)
-    return model_dir
+def model_dir(tiny_export):
+    return tiny_export[1]  # exported once for the session (conftest.py)
 
 
 def _reviews(count: int, seed: int = 0) -> list[str]:
@@ -50,6 +46,7 @@ def _score(output: Path, inputs: list[str], model, *extra) -> tuple[int, list[di
     return code, records["predictions"], records["errors"]
 
 
+@pytest.mark.slow
 def test_probabilities_equal_predicts(model_dir, tmp_path):
     texts = _reviews(300)
     data = tmp_path / "in"
@@ -83,6 +80,7 @@ def test_probabilities_equal_predicts(model_dir, tmp_path):
     assert max(spread) - min(spread) > 0.1  # distinct numbers: the comparison can fail
 
 
+@pytest.mark.slow
 def test_every_line_lands_once_good_or_bad(model_dir, tmp_path):
     data = tmp_path / "in"
     data.mkdir()
@@ -129,6 +127,7 @@ def test_every_line_lands_once_good_or_bad(model_dir, tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing_model", "broken_model", "no_match", "bad_batch"])
 def test_clear_errors_exit_2(model_dir, tmp_path, capsys, case):
     reviews = tmp_path / "r.txt"
@@ -161,6 +160,7 @@ def _run_python(code: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_help_imports_neither_tensorflow_nor_beam():
     done = _run_python(
         "import sys\n"
@@ -173,6 +173,7 @@ def test_help_imports_neither_tensorflow_nor_beam():
     assert "--runner" in done.stdout and "pip install -e .[beam]" in done.stdout
 
 
+@pytest.mark.slow
 def test_without_beam_a_clear_error(tmp_path):
     reviews = tmp_path / "r.txt"
     reviews.write_text("Great film\n")

@@ -9,19 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import write_run_dir
 
-from lstm_reviews import export, predict
+from lstm_reviews import predict
 from lstm_reviews.serving import warmup as serving_warmup
 
 
 @pytest.fixture(scope="module")
-def version_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("contract")
-    write_run_dir(root / "run")
-    return export.export_saved_model(root / "run", root / "saved_models" / "imdb_lstm")
+def version_dir(tiny_export):
+    return tiny_export[2]  # exported once for the session (conftest.py)
 
 
+@pytest.mark.slow
 def test_warmup_requests_replay_against_the_savedmodel(version_dir):
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
@@ -64,6 +62,7 @@ def _saved_model_cli() -> list[str]:
     return [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
 
 
+@pytest.mark.slow
 def test_signature_as_saved_model_cli_shows_it(version_dir):
     shown = subprocess.run(
         [

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serving_helpers import write_run_dir
+from helpers import write_run_dir
 
 from lstm_reviews import commands, startup
 from lstm_reviews.config import Config
@@ -93,6 +93,7 @@ HELPS = [
 ] + [("lstm_reviews.commands", ["predict", "--help"])]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("module", "argv"), HELPS + MISTAKES)
 def test_help_and_mistakes_answer_without_tensorflow(module, argv, tmp_path):
     (tmp_path / "a-file").write_text("not a directory\n")
@@ -131,6 +132,7 @@ def _command(module: str, *argv: str, cwd: Path, **env) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.slow
 def test_train_export_and_predict_print_only_their_own_lines(tiny_imdb, tmp_path):
     """With TF_CPP_MIN_LOG_LEVEL unset: no "Could not find cuda drivers", "This TensorFlow
     binary is optimized", "All log messages before absl::InitializeLog()", cuInit, Keras'
@@ -185,6 +187,7 @@ def test_quick_preset_resolves_to_a_light_recipe():
     assert "'quick'" in build_parser().format_help()
 
 
+@pytest.mark.slow
 def test_a_users_log_level_is_kept(tmp_path):
     """TF_CPP_MIN_LOG_LEVEL=0 asks for TensorFlow's lines: they are not filtered."""
     write_run_dir(tmp_path / "run")

@@ -10,8 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from keras import ops
-from test_cell import (
+from helpers import (
     BACKEND,
     INPUT_DIM,
     TIME,
@@ -27,6 +26,7 @@ from test_cell import (
     _sigmoid,
     numpy_lstm,
 )
+from keras import ops
 
 from lstm_reviews.config import CELL_TYPES, Config
 from lstm_reviews.inspection import gate_model as gm
@@ -42,6 +42,8 @@ from lstm_reviews.model.variants import (
     gates_twin,
 )
 
+# All of it runs again under JAX (tests/test_backends.py).
+pytestmark = pytest.mark.jax_rerun
 VARIANTS = ("peephole", "coupled", "gru")
 
 
