@@ -37,25 +37,26 @@ def parse_line(raw: bytes, source: str, line: int, fmt: str) -> dict:
     except UnicodeDecodeError as error:
         return {**where, "error": f"not UTF-8 text: {error.reason} at byte {error.start}"}
     if fmt == "jsonl":
-        if not text.strip():
-            return {**where, "error": EMPTY}
-        try:
-            value = json.loads(text)
-        except ValueError as error:
-            return {**where, "error": f"bad JSON: {error}"}
-        if not isinstance(value, dict) or not isinstance(value.get("text"), str):
-            return {**where, "error": 'no "text" field holding a string'}
-        record = {**where, "text": value["text"]}
-        if "id" in value:
-            record["id"] = value["id"]
-            if not value["text"].strip():
-                return {**where, "id": value["id"], "error": EMPTY}
-        elif not value["text"].strip():
-            return {**where, "error": EMPTY}
-        return record
+        return _json_record(text, where)
     if not text.strip():
         return {**where, "error": EMPTY}
     return {**where, "text": text}
+
+
+def _json_record(text: str, where: dict) -> dict:
+    """One JSON line -> a review {"text", "source", "line"[, "id"]} or a bad line."""
+    if not text.strip():
+        return {**where, "error": EMPTY}
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        return {**where, "error": f"bad JSON: {error}"}
+    if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+        return {**where, "error": 'no "text" field holding a string'}
+    identity = {"id": value["id"]} if "id" in value else {}
+    if not value["text"].strip():
+        return {**where, **identity, "error": EMPTY}
+    return {**where, "text": value["text"], **identity}
 
 
 def file_records(readable, forced_format: str) -> list[dict]:
