@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from lstm_reviews.backend import tensorflow_or_none
 from lstm_reviews.errors import UserError, naming_the_path
 
 log = logging.getLogger(__name__)
@@ -128,13 +129,11 @@ def write_text_atomically(path: Path, text: str) -> None:
 
 def require_tensorflow(what: str, path: Path, instead: str) -> None:
     """Raises UserError if TensorFlow is missing: `what`, not cached at `path`, needs it."""
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
+    if tensorflow_or_none() is None:
         raise UserError(
             f"{what} is not cached at {path} and making it needs TensorFlow; run "
             f"once with TensorFlow installed, or pass {instead}"
-        ) from None
+        )
 
 
 def cached(

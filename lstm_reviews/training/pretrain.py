@@ -35,6 +35,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from lstm_reviews.backend import runs_on_tensorflow
 from lstm_reviews.config import LANGUAGE_MODEL, cache_settings
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.data import embeddings
@@ -146,7 +147,7 @@ def _fit_input(batches: LanguageModelBatches) -> tuple:
     epochs = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)
     )
-    if keras.backend.backend() != "tensorflow":
+    if not runs_on_tensorflow():
         return batches, [epochs]
     import tensorflow as tf
 
