@@ -123,17 +123,21 @@ def main(argv=None) -> int:
     def left(share: float) -> float:
         return share * (deadline - time.perf_counter()) - MARGIN_S
 
+    def save(step: str, result: dict) -> None:
+        # After each step, atomically: a check cut short still leaves what it measured.
+        figures["steps"][step] = result
+        figures["wall_s"] = round(args.budget_s - (deadline - time.perf_counter()), 1)
+        partial = args.out / "gpu_check.json.partial"
+        partial.write_text(json.dumps(figures, indent=2))
+        os.replace(partial, args.out / "gpu_check.json")
+
     # The recipe is the point of the session: the cell comparisons get a bounded share.
-    figures["steps"]["cell_jax"] = cell_step("jax", args.scale, args.out, left(0.15))
+    save("cell_jax", cell_step("jax", args.scale, args.out, left(0.15)))
     if importlib.util.find_spec("torch"):
-        figures["steps"]["cell_torch"] = cell_step("torch", args.scale, args.out, left(0.15))
+        save("cell_torch", cell_step("torch", args.scale, args.out, left(0.15)))
     else:
-        figures["steps"]["cell_torch"] = {"skipped": "torch is not installed"}
-    figures["steps"]["recipe"] = recipe_step(args.bundle, args.scale, args.out, left(1.0))
-    figures["wall_s"] = round(args.budget_s - (deadline - time.perf_counter()), 1)
-    partial = args.out / "gpu_check.json.partial"
-    partial.write_text(json.dumps(figures, indent=2))
-    os.replace(partial, args.out / "gpu_check.json")
+        save("cell_torch", {"skipped": "torch is not installed"})
+    save("recipe", recipe_step(args.bundle, args.scale, args.out, left(1.0)))
     print(json.dumps(figures, indent=2))
     return 0
 
