@@ -12,8 +12,9 @@ one joins by its decorator:
     torch_rerun   a small set, as PyTorch on a CPU runs Keras' RNN loop eagerly, step by step:
                   the cells' masked parity with keras.layers.LSTM and GRU and their
                   gradients (float32), the variants against NumPy, the ledger's sums, the
-                  adversarial training steps, and one training killed and resumed
-                  (tests/test_crash_safety.py)
+                  adversarial training steps, one training killed and resumed
+                  (tests/test_crash_safety.py), and what PyTorch cannot do, refused
+                  (tests/test_errors.py)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ TORCH_RERUN_FILES = [
     "test_ledger.py",
     "test_adversarial.py",
     "test_crash_safety.py",
+    "test_errors.py",
 ]
 SUPPORTED = ("tensorflow", "jax")
 OTHER_BACKENDS = [backend for backend in SUPPORTED if backend != keras.backend.backend()]
