@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from pathlib import Path
 
 from lstm_reviews.config import Config
-from lstm_reviews.startup import deferred_import
+from lstm_reviews.startup import deferred_import, quiet_start
 
 keras = deferred_import("keras")
 
@@ -17,12 +18,13 @@ POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfl
 
 
 def tensorflow_or_none():
-    """TensorFlow if importable, else None (JAX/PyTorch set-ups may lack it)."""
+    """TensorFlow if importable, else None (JAX/PyTorch set-ups may lack it). Under another
+    backend it is first imported here: quietly (startup.quiet_start), as Keras' import is."""
     try:
-        import tensorflow as tf
+        quiet_start("tensorflow")
     except ImportError:
         return None
-    return tf
+    return sys.modules["tensorflow"]
 
 
 def set_up_backend(config: Config) -> None:
@@ -30,6 +32,7 @@ def set_up_backend(config: Config) -> None:
 
     Under TensorFlow, op determinism makes the same seed give the same run on a CPU.
     """
+    tensorflow_or_none()  # Keras seeds TensorFlow too where it is installed, importing it
     keras.utils.set_random_seed(config.seed)
     if keras.backend.backend() == "tensorflow":
         tf = tensorflow_or_none()

@@ -10,6 +10,19 @@ import pytest
 from helpers import trained_explain_model, write_run_dir, write_tiny_imdb
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked torch_only are deselected (and counted so in the summary) unless Keras
+    runs on PyTorch: tests/test_backends.py's PyTorch subprocess runs them, and under the
+    other backends other tests cover what they check at a fraction of the time."""
+    keras = sys.modules.get("keras")  # imported by the test modules just collected
+    if keras is not None and keras.backend.backend() == "torch":
+        return
+    deselected = [item for item in items if item.get_closest_marker("torch_only")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("torch_only")]
+
+
 @pytest.fixture(autouse=True)
 def float32_policy_after_each_test():
     """Training sets Keras' global dtype policy (--mixed-precision): a test that trained in

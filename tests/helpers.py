@@ -10,6 +10,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 from keras import ops
 
 from lstm_reviews.config import Config
@@ -297,6 +298,12 @@ def _gradients(layer, x, upstream):
 
         grad_x, grad_weights = jax.grad(loss, argnums=(0, 1))(jnp.asarray(x), trainable)
         grads = [grad_x, *grad_weights]
+    elif BACKEND == "torch":
+        import torch
+
+        x = torch.tensor(x, requires_grad=True)
+        loss = torch.sum(layer(x) * torch.as_tensor(upstream))
+        grads = torch.autograd.grad(loss, [x, *(v.value for v in layer.trainable_variables)])
     else:
         raise NotImplementedError(f"no gradient helper for the {BACKEND!r} backend")
     return [ops.convert_to_numpy(g) for g in grads]
@@ -333,16 +340,27 @@ def numpy_lstm(x, kernel, recurrent_kernel, bias):
     return {name: np.stack(values, axis=1) for name, values in steps.items()}
 
 
-def _float64_tanh_error():
-    """How far this backend's float64 ops.tanh is from NumPy's.
+def _float64_error():
+    """How far this backend's float64 ops.tanh and ops.matmul are from NumPy's.
 
-    Keras 3.15 under JAX computes ops.tanh of float64 in float32 (its type promotion maps
-    64-bit to 32-bit types on non-TensorFlow backends), so there the cell, like
-    keras.layers.LSTM, can only match a float64 reference to float32 precision.
+    Keras 3.15 under JAX computes ops.tanh of float64 in float32, and under PyTorch
+    ops.matmul (its type promotion maps 64-bit to 32-bit types on non-TensorFlow backends),
+    so there the cells can only match a float64 reference to float32 precision.
     """
     with _precision("float64"):
         z = np.linspace(-3, 3, 101)
-        return float(np.max(np.abs(ops.convert_to_numpy(ops.tanh(z)) - np.tanh(z))))
+        tanh = ops.convert_to_numpy(ops.tanh(z)) - np.tanh(z)
+        a = np.random.default_rng(0).standard_normal((4, 5))
+        product = ops.convert_to_numpy(ops.matmul(ops.convert_to_tensor(a), a.T)) - a @ a.T
+        return float(max(np.max(np.abs(tanh)), np.max(np.abs(product))))
+
+
+# The dtype fixture's two values, float32 alone rerun under PyTorch (tests/test_backends.py):
+# there Keras' LSTM and GRU run torch's own float64 kernels while every cell's ops.matmul
+# computes float64 in float32 (_float64_error).
+FLOAT32_UNDER_TORCH = pytest.mark.parametrize(
+    "dtype", [pytest.param("float32", marks=pytest.mark.torch_rerun), "float64"], indirect=True
+)
 
 
 # ---------------------------------------------------------------- inspection's tiny models

@@ -1,7 +1,7 @@
 """Adversarial training on the embeddings (lstm_reviews.model.adversarial): the perturbation's norm
 and direction, the training step against Keras' default and against the losses computed by
 hand, save / load and export; the same for virtual adversarial training on unlabeled rows.
-tests/test_backends.py reruns this module under JAX."""
+tests/test_backends.py reruns this module under JAX, and its training steps under PyTorch."""
 
 from __future__ import annotations
 
@@ -54,12 +54,13 @@ def review_norms(r) -> np.ndarray:
 
 
 @pytest.mark.jax_rerun
+@pytest.mark.torch_rerun
 def test_runs_on_the_requested_backend():
     """tests/test_backends.py reruns this module with KERAS_BACKEND set; make sure it took."""
     requested = os.environ.get("KERAS_BACKEND")
     if requested:
         assert BACKEND == requested
-    assert BACKEND in ("tensorflow", "jax")
+    assert BACKEND in ("tensorflow", "jax", "torch")
 
 
 @pytest.mark.jax_rerun
@@ -141,6 +142,7 @@ def _same_start_models(config):
 
 @pytest.mark.slow
 @pytest.mark.jax_rerun
+@pytest.mark.torch_rerun
 @pytest.mark.parametrize("batch_shapes", ["fixed", "dynamic"])
 def test_epsilon_zero_step_is_keras_default_step(batch_shapes):
     """Our train_step without the adversarial term: Keras' own, weights, loss and metrics,
@@ -164,6 +166,7 @@ def test_epsilon_zero_step_is_keras_default_step(batch_shapes):
 
 @pytest.mark.slow
 @pytest.mark.jax_rerun
+@pytest.mark.torch_rerun
 @pytest.mark.parametrize("batch_shapes", ["fixed", "dynamic"])
 def test_adversarial_step_trains_on_clean_plus_perturbed_loss(batch_shapes):
     """One step with ε > 0: the loss it reports is L(e) + L(e + r_adv) computed by hand at the
@@ -326,6 +329,7 @@ def test_virtual_perturbation_has_norm_epsilon_and_moves_the_verdict_most():
 
 @pytest.mark.slow
 @pytest.mark.jax_rerun
+@pytest.mark.torch_rerun
 @pytest.mark.parametrize("batch_shapes", ["fixed", "dynamic"])
 def test_vat_step_adds_the_divergence_of_the_unlabeled_rows(batch_shapes):
     """A batch ending with 3 unlabeled rows: the loss is the labeled rows' cross-entropy

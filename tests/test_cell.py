@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from helpers import (
     BATCH,
+    FLOAT32_UNDER_TORCH,
     INPUT_DIM,
     TIME,
     TOLERANCE,
     UNITS,
-    _float64_tanh_error,
+    _float64_error,
     _gradients,
     _inputs,
     _max_diff,
@@ -32,7 +33,8 @@ from keras import ops
 from lstm_reviews.model.cell import GATE_NAMES, LSTMCell, split_gates
 
 BACKEND = keras.backend.backend()
-# All of it runs again under JAX (tests/test_backends.py).
+# All of it runs again under JAX, and the tests marked torch_rerun under PyTorch
+# (tests/test_backends.py).
 pytestmark = pytest.mark.jax_rerun
 
 
@@ -101,6 +103,7 @@ def _embedding_model(dtype, recurrent, vocab=11):
     return keras.Model(ids, recurrent(embedded))
 
 
+@FLOAT32_UNDER_TORCH
 def test_equals_keras_lstm_with_right_padded_mask(dtype):
     kwargs = {"return_sequences": True, "return_state": True, "dtype": dtype}
     ours = _embedding_model(dtype, keras.layers.RNN(LSTMCell(UNITS, dtype=dtype), **kwargs))
@@ -128,6 +131,7 @@ def test_equals_keras_lstm_with_right_padded_mask(dtype):
 # ---------------------------------------------------------------- gradients
 
 
+@FLOAT32_UNDER_TORCH
 @pytest.mark.parametrize(
     "rnn_kwargs",
     [{}, {"return_sequences": True, "go_backwards": True}],
@@ -152,8 +156,9 @@ def test_gradients_equal_keras_lstm(dtype, rnn_kwargs):
 # ---------------------------------------------------------------- independent NumPy reference
 
 
+@pytest.mark.torch_rerun
 def test_matches_independent_numpy_reference():
-    tolerance = 1e-10 if _float64_tanh_error() < 1e-14 else 1e-6
+    tolerance = 1e-10 if _float64_error() < 1e-14 else 1e-6
     if BACKEND == "tensorflow":
         assert tolerance == 1e-10  # TensorFlow computes float64 throughout
     with _precision("float64"):
@@ -454,9 +459,10 @@ def test_bidirectional_with_gates_trains_a_step():
     assert losses[-1] < 0.8 * losses[0]
 
 
+@pytest.mark.torch_rerun
 def test_runs_on_the_requested_backend():
     """tests/test_backends.py reruns this module with KERAS_BACKEND set; make sure it took."""
     requested = os.environ.get("KERAS_BACKEND")
     if requested:
         assert BACKEND == requested
-    assert BACKEND in ("tensorflow", "jax")
+    assert BACKEND in ("tensorflow", "jax", "torch")

@@ -17,12 +17,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-from helpers import write_tiny_imdb
+from helpers import tiny_argv, write_tiny_imdb
 
 from lstm_reviews import train
 from lstm_reviews.crashpoints import ENVIRONMENT_VARIABLE
+from lstm_reviews.options import config_from_args
 from lstm_reviews.rundir import RunDir
 
 # 6 language-model batches, then 3 epochs of 15 batches (every 2 batches a backup); a
@@ -237,6 +239,36 @@ def test_resume_refuses_another_vocabulary(workspace, reference, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: --resume: {run_dir / 'vocabulary.txt'}")
     assert f"first at line 3: {vocabulary[2]!r} -> {vocabulary[3]!r}" in err
+
+
+@pytest.mark.slow
+@pytest.mark.torch_rerun
+@pytest.mark.torch_only  # TensorFlow: the test above; JAX: test_recipe's resumed default recipe
+def test_the_default_recipe_killed_mid_epoch_resumes_to_the_uninterrupted_run(tiny_imdb, tmp_path):
+    """Under PyTorch (tests/test_backends.py), the default recipe (language-model pretraining,
+    adversarial training): a run killed with SIGKILL mid-epoch, in a process of its own, and
+    resumed here ends as the run trained here without a break."""
+    options = ["--epochs", "1", "--max-length", "20", "--batch-size", "16", "--lm-epochs", "1"]
+    whole = train.train_and_evaluate(
+        config_from_args(tiny_argv(tiny_imdb, tmp_path, *options, run="whole", plain=False))
+    )
+    argv = tiny_argv(tiny_imdb, tmp_path, *options, run="killed", plain=False)
+    result = run_training(argv, crash_at="epoch-step:3")  # its caches: those of the run above
+    assert result.returncode == -signal.SIGKILL, explain(result)
+    # TensorFlow, imported to be seeded too, came in quietly as under its own backend.
+    assert "absl::InitializeLog" not in result.stderr, result.stderr[-2000:]
+    state = read_state(tmp_path / "killed")
+    assert (state["epochs_done"], state["history"]) == (0, [])
+    assert 0 < state["step"] < 3  # a backup from within the epoch holds the position
+    resumed = train.train_and_evaluate(config_from_args([*argv, "--resume"]))
+    assert {key: resumed[key] for key in COMPARED} == {key: whole[key] for key in COMPARED}
+    assert_same_run(tmp_path / "killed", tmp_path / "whole")
+
+
+@pytest.mark.torch_rerun
+def test_runs_on_the_requested_backend():
+    """tests/test_backends.py reruns part of this module with KERAS_BACKEND set."""
+    assert keras.backend.backend() == os.environ.get("KERAS_BACKEND", keras.backend.backend())
 
 
 def test_state_and_backups_reach_the_disk_before_their_rename(tmp_path, monkeypatch):

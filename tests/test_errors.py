@@ -176,3 +176,41 @@ def test_temporaries_of_killed_cache_writers_are_removed(tmp_path):
         tmp_path / "x.json", lambda file: seen.extend(tmp_path.glob(".x.json.*"))
     )
     assert [cache._TEMPORARY.fullmatch(path.name)["pid"] for path in seen] == [str(os.getpid())]
+
+
+# ---------------------------------------------------------------- what one backend alone does
+
+
+@pytest.mark.torch_rerun
+def test_runs_on_the_requested_backend():
+    """tests/test_backends.py reruns part of this module with KERAS_BACKEND set."""
+    import keras
+
+    assert keras.backend.backend() == os.environ.get("KERAS_BACKEND", keras.backend.backend())
+
+
+@pytest.mark.torch_rerun
+def test_what_another_backend_cannot_do_is_one_line_naming_the_backend_in_use(capsys):
+    """The SavedModel export needs TensorFlow, --distribute data JAX: under any other
+    backend (PyTorch in tests/test_backends.py) each is refused in one line, exit 2."""
+    import keras
+
+    from lstm_reviews.config import Config
+    from lstm_reviews.serving.savedmodel import require_tensorflow_backend
+    from lstm_reviews.training.distribute import set_up_distribution
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        assert run_command(require_tensorflow_backend) == EXIT_OK
+    else:
+        assert run_command(require_tensorflow_backend) == EXIT_USER_ERROR
+        assert capsys.readouterr().err == (
+            "error: exporting a SavedModel needs the TensorFlow backend, but Keras runs on "
+            f"{backend!r}: run with KERAS_BACKEND=tensorflow\n"
+        )
+    if backend != "jax":
+        assert run_command(lambda: set_up_distribution(Config(distribute="data"))) == 2
+        assert capsys.readouterr().err == (
+            f"error: --distribute data needs the JAX backend, but Keras runs on {backend!r}: "
+            "run with KERAS_BACKEND=jax\n"
+        )

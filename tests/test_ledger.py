@@ -48,7 +48,11 @@ def _model_logits(model, ids):
 # ---------------------------------------------------------------- the sum identity
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+# float32 again under PyTorch (tests/test_backends.py); float64 not: Keras computes a float64
+# ops.matmul in float32 there, so the model's logit is float32's (helpers._float64_error).
+@pytest.mark.parametrize(
+    "dtype", [pytest.param("float32", marks=pytest.mark.torch_rerun), "float64"]
+)
 @pytest.mark.parametrize("pooling", ["max", "max_mean"])
 @pytest.mark.parametrize("bidirectional", [True, False], ids=["bi", "forward"])
 def test_token_shares_sum_to_the_logit(bidirectional, pooling, dtype):
@@ -80,6 +84,12 @@ def test_token_shares_sum_to_the_logit(bidirectional, pooling, dtype):
         assert np.all((retention > 0) & (retention <= 1))
         np.testing.assert_allclose(entry["read"], np.abs(entry["K"] * entry["w"]).sum(-1))
         assert np.all(entry["read"] >= np.abs(entry["A"]) - 1e-15)
+
+
+@pytest.mark.torch_rerun
+def test_runs_on_the_requested_backend():
+    """tests/test_backends.py reruns part of this module with KERAS_BACKEND set."""
+    assert keras.backend.backend() == os.environ.get("KERAS_BACKEND", keras.backend.backend())
 
 
 def test_keras_lstm_layers_are_read_the_same_way():

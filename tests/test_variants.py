@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from helpers import (
     BACKEND,
+    FLOAT32_UNDER_TORCH,
     INPUT_DIM,
     TIME,
     TOLERANCE,
     UNITS,
-    _float64_tanh_error,
+    _float64_error,
     _gradients,
     _inputs,
     _max_diff,
@@ -42,7 +43,8 @@ from lstm_reviews.model.variants import (
     gates_twin,
 )
 
-# All of it runs again under JAX (tests/test_backends.py).
+# All of it runs again under JAX, and the tests marked torch_rerun under PyTorch
+# (tests/test_backends.py).
 pytestmark = pytest.mark.jax_rerun
 VARIANTS = ("peephole", "coupled", "gru")
 
@@ -103,6 +105,7 @@ def test_gru_equals_keras_gru_inside_bidirectional(dtype, direction):
     assert _max_diff(ours(x), theirs(x)) <= TOLERANCE[dtype]
 
 
+@FLOAT32_UNDER_TORCH
 def test_gru_equals_keras_gru_with_right_padded_mask(dtype):
     def model(recurrent):
         ids = keras.Input(shape=(None,), dtype="int32")
@@ -126,6 +129,7 @@ def test_gru_equals_keras_gru_with_right_padded_mask(dtype):
     assert np.max(np.abs(h_unmasked[1:] - h[1:])) > 1e-3
 
 
+@FLOAT32_UNDER_TORCH
 @pytest.mark.parametrize("rnn_kwargs", [{}, {"return_sequences": True, "go_backwards": True}])
 def test_gru_gradients_equal_keras_gru(dtype, rnn_kwargs):
     ours, theirs = _gru_pair(dtype, "keras_to_ours", seed=5, **rnn_kwargs)
@@ -271,9 +275,10 @@ def numpy_gru(x, kernel, recurrent_kernel, bias):
 REFERENCES = {"peephole": numpy_peephole, "coupled": numpy_coupled, "gru": numpy_gru}
 
 
+@pytest.mark.torch_rerun
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_matches_independent_numpy_reference(variant):
-    tolerance = 1e-10 if _float64_tanh_error() < 1e-14 else 1e-6  # see test_cell.py
+    tolerance = 1e-10 if _float64_error() < 1e-14 else 1e-6  # see test_cell.py
     with _precision("float64"):
         cell = CELLS[variant](UNITS, return_gates=True, dtype="float64")
         layer = keras.layers.RNN(cell, return_sequences=True, dtype="float64")
@@ -371,6 +376,7 @@ def _padded_ids(seed=51, lengths=(9, 5, 1, 3)):
     return ids.astype(np.int32)
 
 
+@pytest.mark.torch_rerun
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_ledger_shares_sum_to_the_logit(variant):
     """The decomposition holds exactly for every variant (the GRU: f = z, c = h, a = 1)."""
@@ -410,6 +416,7 @@ def test_inspection_shows_the_variant_gates(variant):
         )
 
 
+@pytest.mark.torch_rerun
 def test_runs_on_the_requested_backend():
     """tests/test_backends.py reruns this module with KERAS_BACKEND set; make sure it took."""
     import os

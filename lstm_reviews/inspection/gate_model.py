@@ -8,7 +8,7 @@ copy needs no conversion). The trained layer may be RNN(any of our cells) or ker
 alone or inside a concat-merged Bidirectional (found by model.classifier.recurrent_layer).
 
 The network parts run through compiled Keras models (predict_on_batch), so this works on the
-TensorFlow and JAX backends.
+TensorFlow, JAX and PyTorch backends.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ For one review, review_ledger also splits each A_t over the steps that read it:
 reading[t, τ] = Σ_d ⟨κ_τ ⊙ Π_{k=t+1..τ} f_k, w_t⟩ (d's reading order), Σ_τ reading[t, τ] = A_t;
 lstm_reviews.inspection.ledger_figure draws it.
 
-The gates come from inspection.gate_model (compiled Keras models, TensorFlow or JAX); the
+The gates come from inspection.gate_model (compiled Keras models, TensorFlow, JAX or PyTorch); the
 algebra here is float64 NumPy. Over many reviews: inspection.ledger_words; cross-checks of A:
 inspection.crosscheck.
 """

@@ -39,7 +39,8 @@ compares are the evaluated model's (dropout off): a dropout mask drawn anew for 
 three reads would move the verdict far more than ξ does, and g would measure the masks.
 
 AdversarialClassifier is build_model's keras.Model with this train_step, for the TensorFlow
-backend (GradientTape) and the JAX backend (jax.value_and_grad in Keras' stateless step). It
+backend (GradientTape), the JAX backend (jax.value_and_grad in Keras' stateless step) and the
+PyTorch backend (torch.autograd.grad, then Keras' backward pass and update). It
 is used only when ε > 0 or ε_vat > 0, so the default model is the plain functional one; it is
 registered for serialization, so a run's model.keras loads and exports as before.
 """
@@ -79,8 +80,9 @@ def adversarial_perturbation(gradient, mask, epsilon: float):
 
 def value_and_gradient(function, x):
     """(value, aux, ∂value/∂x) of `function(x) -> (scalar value, aux)` on the current backend:
-    jax.value_and_grad under JAX, a GradientTape under TensorFlow. Inside a surrounding
-    tape or jax.grad, value and aux stay differentiable for the outer one."""
+    jax.value_and_grad under JAX, a GradientTape under TensorFlow, torch.autograd.grad under
+    PyTorch. Inside a surrounding tape, jax.grad or torch graph, value and aux stay
+    differentiable for the outer one."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -94,8 +96,18 @@ def value_and_gradient(function, x):
             tape.watch(x)
             value, aux = function(x)
         return value, aux, tape.gradient(value, x)
+    if backend == "torch":
+        import torch
+
+        with torch.enable_grad():  # Keras evaluates under no_grad; the gradient is still due
+            if not x.requires_grad:  # a constant (a detached embedding, the VAT's noise)
+                x = x.detach().requires_grad_()
+            value, aux = function(x)
+            # retain_graph: the outer backward pass runs through value's graph once more.
+            (gradient,) = torch.autograd.grad(value, x, retain_graph=True)
+        return value, aux, gradient
     raise NotImplementedError(
-        f"adversarial training runs on the TensorFlow and JAX backends, not {backend!r}"
+        f"adversarial training runs on the TensorFlow, JAX and PyTorch backends, not {backend!r}"
     )
 
 
@@ -251,8 +263,11 @@ class AdversarialClassifier(keras.Model):
             return self._jax_train_step(*args)
         if backend == "tensorflow":
             return self._tensorflow_train_step(*args)
+        if backend == "torch":
+            return self._torch_train_step(*args)
         raise NotImplementedError(
-            f"adversarial training runs on the TensorFlow and JAX backends, not {backend!r}"
+            f"adversarial training runs on the TensorFlow, JAX and PyTorch backends, not "
+            f"{backend!r}"
         )
 
     def _tensorflow_train_step(self, data):
@@ -270,6 +285,22 @@ class AdversarialClassifier(keras.Model):
             loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def _torch_train_step(self, data):
+        import torch
+
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight, unlabeled = self.split_unlabeled(x, y, sample_weight)
+        self.zero_grad()  # torch adds up gradients: clear the last step's
+        loss, y_pred = self._training_losses(x, y, sample_weight, unlabeled)
+        self._loss_tracker.update_state(
+            loss, sample_weight=next(i for i in keras.tree.flatten(x) if i is not None).shape[0]
+        )
+        self.optimizer.scale_loss(loss).backward()
+        trainable = self.trainable_weights[:]
+        with torch.no_grad():
+            self.optimizer.apply([variable.value.grad for variable in trainable], trainable)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def _jax_train_step(self, state, data):

@@ -131,10 +131,10 @@ def build_model(config, vocab_size: int) -> keras.Model:
     # float32 logit even under mixed_float16: the loss needs its precision.
     logits = keras.layers.Dense(1, dtype="float32", name="logit")(x)
     if config.adversarial_epsilon > 0 or config.vat_epsilon > 0:
-        if keras.backend.backend() not in ("tensorflow", "jax"):  # its train_step is per backend
+        if keras.backend.backend() not in ("tensorflow", "jax", "torch"):  # a train_step each
             raise UserError(
-                f"--adversarial-epsilon and --vat-epsilon need the TensorFlow or JAX backend, "
-                f"not {keras.backend.backend()!r}; set KERAS_BACKEND or pass "
+                f"--adversarial-epsilon and --vat-epsilon need the TensorFlow, JAX or PyTorch "
+                f"backend, not {keras.backend.backend()!r}; set KERAS_BACKEND or pass "
                 f"--adversarial-epsilon 0 --vat-epsilon 0"
             )
         return AdversarialClassifier(
