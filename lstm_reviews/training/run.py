@@ -137,9 +137,7 @@ def train_and_evaluate(
 def _train_and_evaluate(
     config: Config, run_dir: RunDir, callbacks, backup_every_batches: int
 ) -> dict:
-    resume.check_run_dir(config, run_dir)
-    states = resume.committed_states(config, run_dir)
-    distribute.wait_for_all("run directory read")  # by every process, before process 0 writes
+    states = _read_run_dir(config, run_dir)
     started = time.perf_counter()
     set_up_backend(config)
     distribution = distribute.set_up_distribution(config)  # before any model: it places the weights
@@ -196,6 +194,15 @@ def _train_and_evaluate(
     )
     export_run(config, run_dir, state)
     return metrics
+
+
+def _read_run_dir(config: Config, run_dir: RunDir) -> list:
+    """The run directory checked against config, and its committed states (newest first);
+    read by every process before process 0 writes in it."""
+    resume.check_run_dir(config, run_dir)
+    states = resume.committed_states(config, run_dir)
+    distribute.wait_for_all("run directory read")
+    return states
 
 
 def _export_evaluated(config: Config, run_dir: RunDir, state: RunState) -> dict:
