@@ -12,7 +12,8 @@
     logs/            TensorBoard
     .lock            locked (flock) by the process training or exporting the run; its pid
 
-Training writes through `RunDir`; export, explain and the notebooks read through
+Training writes through `RunDir`; in a run of several processes, process 0 alone writes
+(processes.py), the others read. Export, explain and the notebooks read through
 `load_run`, which checks that the files belong together and that the vocabulary was made by
 the standardization this code applies.
 """
@@ -38,6 +39,7 @@ from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.data.cache import write_atomically, write_text_atomically
 from lstm_reviews.errors import UserError
+from lstm_reviews.processes import writes_files
 from lstm_reviews.startup import deferred_import, quiet_start
 
 text = deferred_import("lstm_reviews.data.text")  # Keras: only a run's vocabulary needs it
@@ -186,6 +188,8 @@ class RunDir:
 
     def write_history(self, rows: list[dict]) -> None:
         """history.csv from the state's rows (epoch first, then the logs' keys), atomically."""
+        if not writes_files():
+            return
         if not rows:
             (self / HISTORY).unlink(missing_ok=True)
             return
@@ -199,6 +203,8 @@ class RunDir:
         """Commits `state`: the one write that moves the run on. The state it replaces stays
         as state.previous.json (its files too), to fall back on if this one's prove damaged."""
         current = self / STATE
+        if not writes_files():
+            return
         if current.exists():
             os.replace(current, self / PREVIOUS_STATE)
         write_text_atomically(current, json.dumps(state, indent=1) + "\n")
@@ -258,7 +264,7 @@ class RunDir:
 
     def remove_unused_backups(self, keep: set) -> None:
         """Deletes backup files (and temporary files a kill left) not named in `keep`."""
-        if self.backup.is_dir():
+        if writes_files() and self.backup.is_dir():
             for path in self.backup.iterdir():
                 if path.name not in keep:
                     path.unlink(missing_ok=True)

@@ -30,6 +30,7 @@ from typing import TypeVar
 
 from lstm_reviews.backend import tensorflow_or_none
 from lstm_reviews.errors import UserError, naming_the_path
+from lstm_reviews.processes import writes_files
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,8 +49,11 @@ def write_atomically(path: Path, write: Callable) -> None:
 
     The file is flushed to disk before the rename and the directory after it: a power cut
     then leaves the old file or the whole new one, not a renamed file whose bytes never
-    reached the disk (file systems may order the rename before the data).
+    reached the disk (file systems may order the rename before the data). In a run of several
+    processes only process 0 writes (processes.py): elsewhere this writes nothing.
     """
+    if not writes_files():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{_writer()}.", dir=path.parent)
@@ -145,14 +149,15 @@ def cached(
     raises UserError for a file it cannot use (damaged, other settings): it is then rebuilt.
     """
     path = Path(path)
-    remove_abandoned_temporaries(path.parent)
+    if writes_files():
+        remove_abandoned_temporaries(path.parent)
     if path.exists():
         try:
             return load(path)
         except UserError as error:
             log.warning("%s; rebuilding it", error)
-    # Before the build, which may take long: a file where the folder should be fails now.
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if writes_files():  # before the build, which may take long: a file there fails now
+        path.parent.mkdir(parents=True, exist_ok=True)
     value = build()
     save(path, value)
     return value

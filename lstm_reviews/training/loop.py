@@ -21,6 +21,7 @@ from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.data import tokens
 from lstm_reviews.errors import check_interrupt
+from lstm_reviews.processes import writes_files
 from lstm_reviews.rundir import RunDir
 from lstm_reviews.startup import deferred_import
 from lstm_reviews.training.state import (
@@ -34,6 +35,7 @@ from lstm_reviews.training.state import (
 
 keras = deferred_import("keras")
 batches = deferred_import("lstm_reviews.data.batches")
+distribute = deferred_import("lstm_reviews.training.distribute")
 
 # Accuracy is what we report, so it picks the best epoch and stops training.
 MONITOR = "val_accuracy"
@@ -56,7 +58,9 @@ class _Fit:
 def make_callbacks(config: Config, run_dir: RunDir, extra=()) -> list:
     """Keras' callbacks for the epochs: TerminateOnNaN, `extra`, TensorBoard."""
     callbacks = [keras.callbacks.TerminateOnNaN(), *extra]
-    if tensorflow_or_none() is not None and importlib.util.find_spec("tensorboard"):
+    if not writes_files():
+        pass  # logs of process 0 alone, in a run of several processes
+    elif tensorflow_or_none() is not None and importlib.util.find_spec("tensorboard"):
         # Keras' TensorBoard writes through tf.summary, which needs the tensorboard package.
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir.logs)))
     else:
@@ -167,6 +171,8 @@ def _train_step(run: _Fit, epoch: int, step: int, ids, labels, weights) -> tuple
     if run.unlabeled is not None:
         rows = run.unlabeled.rows(run.config.vat_batch_size, ids.shape[1], epoch, step)
         inputs, targets, sample_weight = batches.with_unlabeled(ids, labels, sample_weight, rows)
+    # Of several processes, each gives Keras its own rows (distribute.this_process_part).
+    inputs, targets, sample_weight = distribute.this_process_part((inputs, targets, sample_weight))
     batch_logs = run.model.train_on_batch(
         inputs, targets, sample_weight=sample_weight, return_dict=True
     )

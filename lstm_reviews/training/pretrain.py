@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -44,6 +45,8 @@ from lstm_reviews.data.batches import fixed_shapes
 from lstm_reviews.data.cache import cached, short_hash, write_atomically
 from lstm_reviews.errors import UserError, batch_end_interrupts, check_interrupt
 from lstm_reviews.model.classifier import READER_LAYERS
+from lstm_reviews.processes import writes_files
+from lstm_reviews.training.distribute import process_part
 from lstm_reviews.training.lm_batches import (
     LanguageModelBatches,
     chunk_reviews,
@@ -148,7 +151,7 @@ def _fit_input(batches: LanguageModelBatches) -> tuple:
         on_epoch_begin=lambda epoch, logs: batches.set_epoch(epoch)
     )
     if not runs_on_tensorflow():
-        return batches, [epochs]
+        return process_part(batches), [epochs]
     import tensorflow as tf
 
     signature = tf.nest.map_structure(
@@ -166,10 +169,36 @@ class PretrainingBackup(keras.callbacks.BackupAndRestore):
     a backup torn by a kill falls back to the previous one (Keras does that for the weights).
     If still nothing loads (a torn training_metadata.json too), pretraining starts over from
     the weights it began with, saying which backup was damaged, instead of failing every
-    resume with a raw h5py or JSON error."""
+    resume with a raw h5py or JSON error. In a run of several processes, every process
+    loads the backup and process 0 alone writes or deletes it (processes.py)."""
 
     def __init__(self, backup_dir, save_freq):
         super().__init__(backup_dir, save_freq=save_freq, double_checkpoint=True)
+
+    def _save_model(self):
+        if writes_files():
+            super()._save_model()
+            return
+        # Saving runs collectives under JAX: the others save too, into scratch files.
+        names = ("backup_dir", "_weights_path", "_training_metadata_path")
+        names += ("_prev_weights_path", "_prev_training_metadata_path")
+        kept = {name: getattr(self, name) for name in names}
+        with tempfile.TemporaryDirectory() as scratch:
+            for name, path in kept.items():
+                setattr(
+                    self,
+                    name,
+                    scratch if name == "backup_dir" else str(Path(scratch) / Path(path).name),
+                )
+            try:
+                super()._save_model()
+            finally:
+                for name, path in kept.items():
+                    setattr(self, name, path)
+
+    def on_train_end(self, logs=None):
+        if writes_files():
+            super().on_train_end(logs)
 
     def on_train_begin(self, logs=None):
         start = [variable.numpy() for variable in self.model.weights]
@@ -181,7 +210,8 @@ class PretrainingBackup(keras.callbacks.BackupAndRestore):
                 f"({type(error).__name__}: {error}); pretraining starts over",
                 file=sys.stderr,
             )
-            shutil.rmtree(self.backup_dir, ignore_errors=True)
+            if writes_files():
+                shutil.rmtree(self.backup_dir, ignore_errors=True)
             # A failed load may have set some variables: back to the start, and a fresh
             # optimizer state (Adam's variables all start at zero).
             for variable, value in zip(self.model.weights, start):
@@ -261,7 +291,8 @@ def reader_weights(config, tokens) -> dict:
         return weights
 
     weights = cached(path, build, _save, _load)
-    shutil.rmtree(backup_dir, ignore_errors=True)  # the cache now holds what it protected
+    if writes_files():  # the cache now holds what it protected
+        shutil.rmtree(backup_dir, ignore_errors=True)
     return weights
 
 

@@ -25,6 +25,7 @@ from lstm_reviews.config import Config
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.data import tokens
 from lstm_reviews.errors import UserError, batch_end_interrupts
+from lstm_reviews.processes import writes_files
 from lstm_reviews.rundir import CONFIG, METRICS, MODEL, STATE, RunDir
 from lstm_reviews.startup import deferred_import
 from lstm_reviews.training import resume
@@ -119,18 +120,24 @@ def train_and_evaluate(
     at least four an epoch).
     Raises UserError for a run directory or data the user must fix, or one that another
     process trains or exports (RunDir.locked).
+    In a run of several processes (distribute.start_processes), process 0 makes, locks and
+    writes the run directory; the others read it, after it (distribute.wait_for_all).
     """
+    distribute.start_processes(config)  # before anything uses JAX
     run_dir = RunDir(run_dir or config.output_dir)
+    if not writes_files():
+        distribute.wait_for_all("run directory made")
+        return _train_and_evaluate(config, run_dir, callbacks, backup_every_batches)
     resume.make_run_dir(config, run_dir)
     with run_dir.locked():
+        distribute.wait_for_all("run directory made")
         return _train_and_evaluate(config, run_dir, callbacks, backup_every_batches)
 
 
 def _train_and_evaluate(
     config: Config, run_dir: RunDir, callbacks, backup_every_batches: int
 ) -> dict:
-    resume.check_run_dir(config, run_dir)
-    states = resume.committed_states(config, run_dir)
+    states = _read_run_dir(config, run_dir)
     started = time.perf_counter()
     set_up_backend(config)
     distribution = distribute.set_up_distribution(config)  # before any model: it places the weights
@@ -172,6 +179,7 @@ def _train_and_evaluate(
                 every,
             )
     crash_point("after-fit")
+    distribute.wait_for_all("best model saved")  # by process 0; every process evaluates it
     metrics = _evaluate_best(config, run_dir, state, token_data, validation_batches, test_batches)
     metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
     metrics.update(_run_facts(state, token_data))
@@ -186,6 +194,15 @@ def _train_and_evaluate(
     )
     export_run(config, run_dir, state)
     return metrics
+
+
+def _read_run_dir(config: Config, run_dir: RunDir) -> list:
+    """The run directory checked against config, and its committed states (newest first);
+    read by every process before process 0 writes in it."""
+    resume.check_run_dir(config, run_dir)
+    states = resume.committed_states(config, run_dir)
+    distribute.wait_for_all("run directory read")
+    return states
 
 
 def _export_evaluated(config: Config, run_dir: RunDir, state: RunState) -> dict:
@@ -205,8 +222,10 @@ def _evaluation_batches(config: Config, token_data) -> tuple:
     split's length buckets serve every split, one set of batch lengths. Dynamic: None, each
     split buckets its own reviews."""
     boundaries = batches.split_boundaries(token_data.train, config)
-    validation_batches = batches.make_batches(token_data.validation, config, boundaries)
-    test_batches = batches.make_batches(token_data.test, config, boundaries)
+    validation_batches, test_batches = (
+        distribute.process_part(batches.make_batches(split, config, boundaries))
+        for split in (token_data.validation, token_data.test)
+    )
     if boundaries is None:
         print("Batch lengths: each batch's longest review (dynamic shapes)")
     else:

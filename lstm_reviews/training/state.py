@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 from lstm_reviews.crashpoints import crash_point
 from lstm_reviews.errors import UserError
+from lstm_reviews.processes import writes_files
 from lstm_reviews.rundir import CONFIG, MODEL, STATE, DamagedFile, RunDir, warn
 from lstm_reviews.startup import deferred_import
 
@@ -70,6 +72,12 @@ def pending_best_model(run_dir: RunDir, epoch: int) -> Path:
 
 
 def save_model_atomically(model: keras.Model, path: Path) -> None:
+    if not writes_files():
+        # Of several processes (processes.py): saving runs collectives under JAX (values
+        # placed on every process's devices), so each saves, the others into a scratch file.
+        with tempfile.TemporaryDirectory() as scratch:
+            model.save(Path(scratch) / path.name)
+        return
     partial = path.with_name(".partial" + path.name)  # Keras wants the .keras suffix
     model.save(partial)
     crash_point("checkpoint-save")  # the model written, not yet renamed
@@ -79,7 +87,9 @@ def save_model_atomically(model: keras.Model, path: Path) -> None:
 def settle_files(run_dir: RunDir, state: RunState) -> None:
     """Makes the run's files agree with `state`: the best epoch's pending model becomes
     model.keras (a kill came between the commit and the rename), other pending or partial
-    models go, history.csv is written from the state's rows."""
+    models go, history.csv is written from the state's rows. Process 0 alone (processes.py)."""
+    if not writes_files():
+        return
     pending = pending_best_model(run_dir, state.best_epoch)
     if state.best_epoch and pending.exists():
         os.replace(pending, run_dir / MODEL)
