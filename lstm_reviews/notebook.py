@@ -40,7 +40,11 @@ class Setup:
 def setup() -> Setup:
     # Keras' "N calls triggered tf.function retracing" warnings are expected when reviews of
     # many lengths are inspected one batch at a time; in a walkthrough they only bury the point.
-    # TensorFlow sets its logger's level as it is imported, so import it first.
+    # TensorFlow sets its logger's level as it is imported, so import it first, without its
+    # start-up lines (a kernel has no command to set that up).
+    from lstm_reviews.startup import quiet_start
+
+    quiet_start("tensorflow")
     import tensorflow as tf
 
     tf.get_logger().setLevel(logging.ERROR)
