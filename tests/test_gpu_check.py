@@ -46,6 +46,10 @@ def test_every_figure_in_one_json_from_a_bundle(tiny_imdb, tmp_path):
     assert cell["max_abs_prediction_difference"] < 1e-5  # our cell equals keras.layers.LSTM
     assert cell["tokens_per_second"]["ours"]["train"] > 0
     assert cell["tokens_per_second"]["keras"]["infer"] > 0
+    # torch is in the dev requirements, so the torch step runs here too, as on the GPU.
+    torch_cell = figures["steps"]["cell_torch"]
+    assert torch_cell["exit_status"] == 0 and not torch_cell["stopped_by_budget"]
+    assert torch_cell["max_abs_prediction_difference"] < 1e-5
     recipe = figures["steps"]["recipe"]
     assert recipe["exit_status"] == 0, (tmp_path / "out" / "recipe.log").read_text()[-3000:]
     assert recipe["metrics"]["backend"] == "jax"
