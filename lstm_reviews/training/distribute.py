@@ -29,10 +29,13 @@ from __future__ import annotations
 import functools
 import os
 
-import keras
-
 from lstm_reviews import processes
 from lstm_reviews.errors import UserError
+from lstm_reviews.startup import deferred_import
+
+# On first use: train_and_evaluate asks start_processes before the run directory's checks,
+# and a run of one process must still answer a mistake there without loading Keras.
+keras = deferred_import("keras")
 
 # Keras' names for a run of several processes (keras.distribution.initialize reads them).
 ADDRESSES, COUNT, INDEX = (
@@ -138,28 +141,13 @@ def _process_rows(rows: int) -> slice:
     return slice(start, stop)
 
 
-class ProcessPart(keras.utils.PyDataset):
-    """The batches of `batches` (a PyDataset of global batches), each cut to this process's
-    rows (this_process_part): what model.fit and model.evaluate read in a run of several
-    processes."""
-
-    def __init__(self, batches):
-        super().__init__()
-        self.batches = batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index):
-        return this_process_part(self.batches[index])
-
-    def on_epoch_end(self) -> None:
-        self.batches.on_epoch_end()
-
-
 def process_part(batches):
     """`batches` for this process (ProcessPart); themselves in a run of one process."""
-    return batches if processes.process_count() == 1 else ProcessPart(batches)
+    if processes.process_count() == 1:
+        return batches
+    from lstm_reviews.training.process_part import ProcessPart  # subclasses Keras' PyDataset
+
+    return ProcessPart(batches, this_process_part)
 
 
 def _require_jax() -> None:
