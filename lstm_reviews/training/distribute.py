@@ -68,7 +68,7 @@ def _process_settings(config) -> tuple[str, int, int] | None:
     if missing:
         raise UserError(
             f"a run of several processes needs {ADDRESSES}, {COUNT} and {INDEX}, but "
-            f"{' and '.join(missing)} is not set"
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set"
         )
     try:
         count, index = int(values[COUNT]), int(values[INDEX])
