@@ -1,5 +1,11 @@
-"""Throughput of RNN(LSTMCell) against keras.layers.LSTM in the same small classifier;
+"""Throughput of our LSTM layer against keras.layers.LSTM in the same small classifier;
 with --variants, also of the peephole, coupled and GRU cells (and keras.layers.GRU).
+
+"ours" is what the classifier runs: keras.layers.RNN(LSTMCell), which computes each step's
+x_t·W inside the loop; "keras" is keras.layers.LSTM. Timed beside them, the ways to a cheaper
+loop that are not in the model (benchmarks/scan_experiments.py): "ours_projected", x·W + b
+for all steps as one product before the loop; with --bidirectional "ours_fused", both
+directions in one scan; with --unroll "ours_unrolled", RNN(LSTMCell, unroll=True).
 
 Both models are Embedding(mask_zero=True) -> recurrent layer -> Dense(1) with the same
 weights, fed the same synthetic right-padded batches in one process. Each is warmed up
@@ -72,6 +78,11 @@ def build_parser():
         action="store_true",
         help="both directions, as the classifier reads (keras.layers.Bidirectional)",
     )
+    parser.add_argument(
+        "--unroll",
+        action="store_true",
+        help="also time keras.layers.RNN(LSTMCell, unroll=True): the loop written out step by step",
+    )
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write the results here")
     return parser
 
@@ -99,9 +110,12 @@ def synthetic_batches(count, batch_size, seq_len, vocab, seed):
 
 def build_model(kind, args):
     """Embedding -> recurrent layer -> Dense(1). kind: "ours" (RNN(LSTMCell)), "keras"
-    (keras.layers.LSTM), a variant of lstm_reviews.model.variants ("peephole", "coupled", "gru")
-    or "keras_gru" (keras.layers.GRU)."""
+    (keras.layers.LSTM), the experiments of scan_experiments.py ("ours_projected",
+    "ours_fused"), "ours_unrolled" (RNN(LSTMCell, unroll=True)), a variant of
+    lstm_reviews.model.variants ("peephole", "coupled", "gru") or "keras_gru"
+    (keras.layers.GRU)."""
     import keras
+    from scan_experiments import FusedBidirectionalLSTM, ProjectedInputsLSTMCell, ProjectedRNN
 
     from lstm_reviews.model.variants import CELLS
 
@@ -109,14 +123,22 @@ def build_model(kind, args):
     x = keras.layers.Embedding(args.vocab, args.embedding_dim, mask_zero=True, name="embedding")(
         ids
     )
-    if kind == "keras":
-        recurrent = keras.layers.LSTM(args.units, name="lstm")
-    elif kind == "keras_gru":
-        recurrent = keras.layers.GRU(args.units, name="lstm")
+    layers = {
+        "keras": lambda: keras.layers.LSTM(args.units),
+        "keras_gru": lambda: keras.layers.GRU(args.units),
+        "ours_projected": lambda: ProjectedRNN(ProjectedInputsLSTMCell(args.units)),
+        "ours_unrolled": lambda: keras.layers.RNN(CELLS["lstm"](args.units), unroll=True),
+    }
+    if kind == "ours_fused":  # both directions already
+        recurrent = FusedBidirectionalLSTM(args.units, name="recurrent")
     else:
-        recurrent = keras.layers.RNN(CELLS["lstm" if kind == "ours" else kind](args.units))
-    if args.bidirectional:
-        recurrent = keras.layers.Bidirectional(recurrent)
+        make = layers.get(
+            kind, lambda: keras.layers.RNN(CELLS[kind.replace("ours", "lstm")](args.units))
+        )
+        recurrent = make()
+        if args.bidirectional:
+            recurrent = keras.layers.Bidirectional(recurrent)
+        recurrent.name = "recurrent"
     logit = keras.layers.Dense(1, name="logit")(recurrent(x))
     model = keras.Model(ids, logit, name=f"{kind}_lstm")
     model.compile(
@@ -139,8 +161,14 @@ def run(args):
 
     # Not keras.utils.set_random_seed: it imports TensorFlow when installed. The initial
     # weights need no seed anyway: "ours" gets a copy of "keras"'s.
-    models = {"ours": build_model("ours", args), "keras": build_model("keras", args)}
+    from scan_experiments import copy_weights
+
+    kinds = ["ours", "keras", "ours_projected"]
+    kinds += ["ours_fused"] * args.bidirectional + ["ours_unrolled"] * args.unroll
+    models = {kind: build_model(kind, args) for kind in kinds}
     models["ours"].set_weights(models["keras"].get_weights())
+    for kind in kinds[2:]:
+        copy_weights(models["ours"], models[kind])
     for kind in VARIANT_KINDS if args.variants else ():
         models[kind] = build_model(kind, args)
     batches = synthetic_batches(
@@ -148,9 +176,15 @@ def run(args):
     )
     warmup, timed = batches[: args.warmup], batches[args.warmup :]
 
-    # Same weights, same input: the two models must agree before anything is timed.
+    # Same weights, same input: our LSTMs must agree with Keras' before anything is timed.
     predictions = {kind: model.predict_on_batch(timed[0][0]) for kind, model in models.items()}
-    agreement = float(np.max(np.abs(predictions["ours"] - predictions["keras"])))
+    agreement = max(
+        float(np.max(np.abs(predictions[kind] - predictions["keras"])))
+        for kind in models
+        if kind.startswith("ours")
+    )
+    if not agreement < 1e-4:  # a faster wrong model is no result
+        sys.exit(f"error: our models disagree with keras.layers.LSTM by {agreement:.2e}")
 
     steps = {
         "train": lambda model: lambda ids, labels: model.train_on_batch(ids, labels),
@@ -212,6 +246,9 @@ def main(argv=None):
                 f"{args.backend!r}"
             )
         os.environ["KERAS_BACKEND"] = args.backend
+    if args.unroll and args.bidirectional and os.environ.get("KERAS_BACKEND") == "torch":
+        # Keras 3.15's unrolled loop fails inside Bidirectional under torch ('tuple' has no shape).
+        sys.exit("error: --unroll with --bidirectional does not run under torch; drop one")
     if args.json is not None and args.json.is_dir():
         sys.exit(f"error: --json {args.json} is a directory; give a file name")
 
@@ -227,14 +264,14 @@ def main(argv=None):
         f"{results['max_abs_prediction_difference']:.2e}"
     )
     relative = results["ratio_over_ours"]
-    print(f"{'':10}{'train tokens/s':>16}{'infer tokens/s':>16}{'train / ours':>14}")
+    print(f"{'':15}{'train tokens/s':>16}{'infer tokens/s':>16}{'train / ours':>14}")
     for kind in speed:
         print(
-            f"{kind:10}{speed[kind]['train']:16,.0f}{speed[kind]['infer']:16,.0f}"
+            f"{kind:15}{speed[kind]['train']:16,.0f}{speed[kind]['infer']:16,.0f}"
             f"{relative[kind]['train']:14.2f}"
         )
     ratio = results["ratio_ours_over_keras"]
-    print(f"{'ours/keras':10}{ratio['train']:16.2f}{ratio['infer']:16.2f}")
+    print(f"{'ours/keras':15}{ratio['train']:16.2f}{ratio['infer']:16.2f}")
     if args.json is not None:
         _write_json_atomically(args.json, results)
         print(f"wrote {args.json}")
